@@ -52,6 +52,11 @@ class LatentFamily(abc.ABC):
     def head_size(self) -> int:
         """Width of the encoder output that ``posterior`` turns into a distribution."""
 
+    def head_blocks(self) -> tuple[int, ...]:
+        """How the head splits into parameter blocks (e.g. mean and log-variance). Each
+        block is initialised like a separate Linear layer, as the reference code does."""
+        return (self.head_size(),)
+
     @abc.abstractmethod
     def posterior(self, head: Tensor) -> Distribution:
         """The posterior q(z|x) for a batch of encoder outputs (batch, head_size())."""

@@ -50,6 +50,9 @@ class GaussianFamily(LatentFamily):
     def head_size(self) -> int:
         return 2 * self.latent_dim
 
+    def head_blocks(self) -> tuple[int, ...]:
+        return (self.latent_dim, self.latent_dim)
+
     def posterior(self, head: Tensor) -> DiagonalGaussian:
         loc, logvar = head.split(self.latent_dim, dim=-1)
         return DiagonalGaussian(loc, logvar)

@@ -1,0 +1,58 @@
+"""Users' own features as one ``.npz`` (or ``.pt``) file. Schema (README, "Your own data"):
+
+* ``features``: N x D float array; ``labels``: N ints, **0-based** class ids;
+* side information: ``side_info`` (C x A), and/or any other C x A arrays named in the
+  recipe (``data.side_info: [{key: my_text_embedding}]``);
+* ``trainval_loc``, ``test_seen_loc``, ``test_unseen_loc`` (optional ``train_loc``,
+  ``val_loc``): **0-based** sample indices;
+* optional ``class_names``: C strings.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import DataError
+from .featureset import OPTIONAL_SPLITS, REQUIRED_SPLITS, FeatureSet
+from .xlsa17 import SideInfoSpec
+
+
+def _read(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise DataError(f"file not found: {path}")
+    try:
+        if path.endswith(".pt"):
+            import torch
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v))
+                    for k, v in obj.items()}
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read as {'.pt' if path.endswith('.pt') else '.npz'} "
+                        f"({exc})") from exc
+
+
+def load_feature_file(path: str, side_info: list[SideInfoSpec] | None = None) -> FeatureSet:
+    """Load the schema above into a validated FeatureSet."""
+    data = _read(path)
+
+    def get(key: str) -> np.ndarray:
+        if key not in data:
+            raise DataError(f"{path}: key '{key}' not found (keys present: "
+                            f"{', '.join(sorted(data))})")
+        return np.asarray(data[key])
+
+    specs = side_info or [SideInfoSpec(key="side_info")]
+    sides = {}
+    for spec in specs:
+        if spec.file is not None:
+            raise DataError(f"{path}: side information from a second file is only supported "
+                            f"for xlsa17 data; put '{spec.key}' into {path}")
+        sides[spec.modality] = get(spec.key)
+    splits = {k: get(f"{k}_loc") for k in REQUIRED_SPLITS}
+    splits.update({k: data[f"{k}_loc"] for k in OPTIONAL_SPLITS if f"{k}_loc" in data})
+    names = [str(x) for x in data["class_names"]] if "class_names" in data else None
+    return FeatureSet(features=get("features"), labels=get("labels"), side_info=sides,
+                      splits=splits, class_names=names, source=os.path.abspath(path))

@@ -1,0 +1,166 @@
+"""Classifier stage and GZSL/ZSL metrics (reference/cadavae.md sections 7-9).
+
+Latent training data per class: ``seen_samples`` posterior samples of image-encoder
+latents per seen class, ``unseen_samples`` posterior samples of side-information-encoder
+latents per unseen class (few-shot: plus ``shot_samples`` image latents from the shots).
+A linear softmax classifier is trained on them; test images are encoded by their
+deterministic code (the posterior mean). Reported numbers are those after the last
+classifier epoch: nothing is selected on test data.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .model import MultimodalVAE, xavier_init
+
+# Classifier epochs of the official code (single_experiment.py L66-110), used by
+# ``classifier.epochs: paper``; keyed by dataset, then (setting, shots).
+PAPER_CLASSIFIER_EPOCHS = {
+    "CUB": {("gzsl", 0): 23, ("zsl", 0): 22, ("gzsl", 1): 34, ("zsl", 1): 46, ("gzsl", 2): 39,
+            ("zsl", 2): 31, ("gzsl", 5): 64, ("zsl", 5): 73, ("gzsl", 10): 85, ("zsl", 10): 67},
+    "SUN": {("gzsl", 0): 21, ("zsl", 0): 30, ("gzsl", 1): 22, ("zsl", 1): 96, ("gzsl", 2): 29,
+            ("zsl", 2): 61, ("gzsl", 5): 29, ("zsl", 5): 78, ("gzsl", 10): 79, ("zsl", 10): 94},
+    "AWA1": {("gzsl", 0): 33, ("zsl", 0): 25, ("gzsl", 1): 40, ("zsl", 1): 81, ("gzsl", 2): 56,
+             ("zsl", 2): 59, ("gzsl", 5): 89, ("zsl", 5): 62, ("gzsl", 10): 100,
+             ("zsl", 10): 50},
+    "AWA2": {("gzsl", 0): 29, ("zsl", 0): 39, ("gzsl", 1): 44, ("zsl", 1): 96, ("gzsl", 2): 69,
+             ("zsl", 2): 79, ("gzsl", 5): 99, ("zsl", 5): 100, ("gzsl", 10): 86,
+             ("zsl", 10): 78},
+}
+
+
+# ---------------------------------------------------------------------------- metrics
+def per_class_accuracy(pred: Tensor, target: Tensor, classes: Tensor | None = None) -> float:
+    """Mean over classes of the per-class top-1 rate (not the overall sample accuracy).
+    ``classes`` defaults to the classes present in ``target``."""
+    classes = torch.unique(target) if classes is None else classes
+    correct = (pred == target).double()
+    onehot = target.unsqueeze(1) == classes.unsqueeze(0)
+    counts = onehot.sum(0)
+    if (counts == 0).any():
+        raise ValueError("per_class_accuracy: some classes have no test sample")
+    return float(((correct.unsqueeze(1) * onehot).sum(0) / counts).mean())
+
+
+def harmonic_mean(s: float, u: float) -> float:
+    return 0.0 if s + u == 0 else 2 * s * u / (s + u)
+
+
+# ---------------------------------------------------------------------------- few-shot
+def transfer_shots(splits: dict, labels: np.ndarray, shots: int, seed: int) -> dict:
+    """Move ``shots`` random test_unseen images per unseen class into a ``shots`` split
+    (generalized few-shot protocol; the VAE never sees them). Seeded."""
+    if shots == 0:
+        return dict(splits)
+    rng = np.random.default_rng(seed)
+    unseen = splits["test_unseen"]
+    keep, moved = [], []
+    for c in np.unique(labels[unseen]):
+        rows = unseen[labels[unseen] == c]
+        if rows.size <= shots:
+            raise ValueError(f"class {c} has {rows.size} test_unseen samples, cannot move "
+                             f"{shots} shots and keep a test set")
+        rows = rows[rng.permutation(rows.size)]
+        moved.append(rows[:shots])
+        keep.append(rows[shots:])
+    out = dict(splits)
+    out["test_unseen"] = np.sort(np.concatenate(keep))
+    out["shots"] = np.concatenate(moved)
+    return out
+
+
+def select_rows(rows: Tensor, n: int, how: str, generator: torch.Generator | None) -> Tensor:
+    """n rows of one class: ``first_n`` repeats the class block in dataset order and keeps
+    the first n (official code); ``random`` draws uniformly with replacement."""
+    if how == "first_n":
+        return rows.repeat(math.ceil(n / rows.numel()))[:n]
+    pick = torch.randint(rows.numel(), (n,), generator=generator, device="cpu")
+    return rows[pick.to(rows.device)]
+
+
+# ---------------------------------------------------------------------------- classifier
+@dataclass
+class ClassifierData:
+    train_z: Tensor
+    train_y: Tensor
+    test_seen_z: Tensor
+    test_seen_y: Tensor
+    test_unseen_z: Tensor
+    test_unseen_y: Tensor
+
+
+def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor,
+                          side: dict[str, Tensor], splits: dict, cfg, seen: Tensor,
+                          unseen: Tensor, image: str = "image") -> ClassifierData:
+    """Sample latent training data per class and encode the test images."""
+    gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
+    zs, ys = [], []
+    trainval = torch.as_tensor(splits["trainval"], device=features.device)
+    for c in seen.tolist():
+        rows = trainval[labels[trainval] == c]
+        rows = select_rows(rows, cfg.seen_samples, cfg.sampling, gen)
+        zs.append(model.samples(image, features[rows]))
+        ys.append(torch.full((rows.numel(),), c, device=features.device))
+    few_shot = "shots" in splits
+    n_side = cfg.unseen_samples_few_shot if few_shot else cfg.unseen_samples
+    names = list(side)
+    for c in unseen.tolist():
+        for i, name in enumerate(names):  # several side infos share the per-class budget
+            n = n_side // len(names) + (i < n_side % len(names))
+            zs.append(model.samples(name, side[name][c].expand(n, -1)))
+            ys.append(torch.full((n,), c, device=features.device))
+        if few_shot:
+            shot_rows = torch.as_tensor(splits["shots"], device=features.device)
+            rows = shot_rows[labels[shot_rows] == c]
+            rows = select_rows(rows, cfg.shot_samples, cfg.sampling, gen)
+            zs.append(model.samples(image, features[rows]))
+            ys.append(torch.full((rows.numel(),), c, device=features.device))
+    ts = torch.as_tensor(splits["test_seen"], device=features.device)
+    tu = torch.as_tensor(splits["test_unseen"], device=features.device)
+    return ClassifierData(torch.cat(zs), torch.cat(ys),
+                          model.codes(image, features[ts]), labels[ts],
+                          model.codes(image, features[tu]), labels[tu])
+
+
+def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
+                     label_map: Tensor | None = None, log=None) -> tuple[nn.Linear, list]:
+    """Linear softmax classifier, Adam, shuffled batches with the last partial batch
+    dropped (as the official DataLoader(drop_last=True)). Returns it and the per-epoch
+    history of metrics on the test sets (for plots; the last entry is the result)."""
+    dim = data.train_z.shape[1]
+    clf = nn.Linear(dim, num_outputs).to(data.train_z.device)
+    xavier_init(clf)
+    opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    y = data.train_y if label_map is None else label_map[data.train_y]
+    n, bs = data.train_z.shape[0], cfg.batch_size
+    history = []
+    for epoch in range(epochs):
+        perm = torch.randperm(n, device=data.train_z.device)
+        for i in range(0, n - bs + 1, bs):
+            rows = perm[i:i + bs]
+            loss = nn.functional.cross_entropy(clf(data.train_z[rows]), y[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        history.append(evaluate(clf, data, label_map))
+        if log:
+            log(f"  classifier epoch {epoch + 1}/{epochs}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in history[-1].items()))
+    return clf, history
+
+
+@torch.no_grad()
+def evaluate(clf: nn.Module, data: ClassifierData, label_map: Tensor | None) -> dict:
+    """GZSL: argmax over all classes, S on test_seen, U on test_unseen, H. ZSL (a label
+    map given): per-class accuracy over unseen classes only."""
+    if label_map is not None:
+        pred = clf(data.test_unseen_z).argmax(1)
+        return {"zsl_accuracy": per_class_accuracy(pred, label_map[data.test_unseen_y])}
+    s = per_class_accuracy(clf(data.test_seen_z).argmax(1), data.test_seen_y)
+    u = per_class_accuracy(clf(data.test_unseen_z).argmax(1), data.test_unseen_y)
+    return {"S": s, "U": u, "H": harmonic_mean(s, u)}

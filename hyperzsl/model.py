@@ -1,0 +1,88 @@
+"""MultimodalVAE: one encoder and one decoder per modality around one latent family.
+
+Encoders are ``Linear -> ReLU -> Linear(head)``, decoders ``Linear -> ReLU -> Linear``
+with a linear output, initialised Xavier-uniform (gain 0.5) with zero bias, as in the
+official CADA-VAE code (reference/cadavae.md section 2). The model never looks at which
+family it holds: the family says how wide the head is and what it means.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from .latent.base import LatentFamily
+
+INIT_GAIN = 0.5
+
+
+def xavier_init(linear: nn.Linear, blocks: Sequence[int] | None = None) -> None:
+    """Xavier-uniform (gain 0.5) per output block, zero bias."""
+    blocks = blocks or (linear.out_features,)
+    with torch.no_grad():
+        for rows in linear.weight.split(list(blocks), dim=0):
+            nn.init.xavier_uniform_(rows, gain=INIT_GAIN)
+        linear.bias.zero_()
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, head_blocks: Sequence[int]):
+        super().__init__()
+        self.hidden = nn.Linear(in_dim, hidden)
+        self.head = nn.Linear(hidden, sum(head_blocks))
+        xavier_init(self.hidden)
+        xavier_init(self.head, head_blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.relu(self.hidden(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.hidden = nn.Linear(latent_dim, hidden)
+        self.out = nn.Linear(hidden, out_dim)
+        xavier_init(self.hidden)
+        xavier_init(self.out)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.out(torch.relu(self.hidden(z)))
+
+
+class MultimodalVAE(nn.Module):
+    """``input_dims``: modality name -> input width; ``hidden``: modality name ->
+    (encoder hidden, decoder hidden)."""
+
+    def __init__(self, input_dims: Mapping[str, int], hidden: Mapping[str, Sequence[int]],
+                 family: LatentFamily):
+        super().__init__()
+        self.family = family
+        self.input_dims = dict(input_dims)
+        self.encoders = nn.ModuleDict({
+            m: Encoder(d, hidden[m][0], family.head_blocks()) for m, d in input_dims.items()})
+        self.decoders = nn.ModuleDict({
+            m: Decoder(family.latent_dim, hidden[m][1], d) for m, d in input_dims.items()})
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.input_dims)
+
+    def encode(self, modality: str, x: Tensor) -> Distribution:
+        return self.family.posterior(self.encoders[modality](x))
+
+    def decode(self, modality: str, z: Tensor) -> Tensor:
+        return self.decoders[modality](z)
+
+    @torch.no_grad()
+    def codes(self, modality: str, x: Tensor, batch_size: int = 8192) -> Tensor:
+        """Deterministic codes (posterior mean / mean direction) in chunks."""
+        return torch.cat([self.family.code(self.encode(modality, chunk))
+                          for chunk in x.split(batch_size)])
+
+    @torch.no_grad()
+    def samples(self, modality: str, x: Tensor, batch_size: int = 8192) -> Tensor:
+        """Posterior samples, one per input row (classifier-stage training data)."""
+        return torch.cat([self.family.sample(self.encode(modality, chunk))
+                          for chunk in x.split(batch_size)])

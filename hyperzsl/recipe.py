@@ -1,0 +1,299 @@
+"""Recipes: YAML -> validated dataclasses. Unknown keys and bad values are named errors
+(with the closest valid key suggested) raised before any data is read or model built.
+
+``mode`` (faithful | clean) fills every switch the user leaves unset (``null``); the
+resolved recipe written next to a run has no unset switches left.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import RecipeError
+
+
+@dataclass
+class SideInfoConfig:
+    key: str = "att"
+    file: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class SyntheticConfig:
+    classes: int = 40
+    unseen: int = 10
+    per_class: int = 75
+    attr_dim: int = 85
+    feature_dim: int = 2048
+    noise: float = 0.6
+    idio: float = 0.0
+    nuisance_rank: int = 0
+    nuisance: float = 0.0
+    test_seen_fraction: float = 0.2
+    val_classes: int = 0
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    kind: Literal["synthetic", "xlsa17", "file"] = "synthetic"
+    path: Optional[str] = None
+    name: Optional[str] = None
+    features_file: str = "res101.mat"
+    splits_file: str = "att_splits.mat"
+    side_info: list[SideInfoConfig] = field(default_factory=lambda: [SideInfoConfig()])
+    scaling: Literal["minmax_trainval", "none", "legacy_test_scaling"] = "minmax_trainval"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    family: str = "gaussian"
+    family_options: dict = field(default_factory=dict)
+    latent_dim: int = 64
+    image_hidden: list[int] = field(default_factory=lambda: [1560, 1660])
+    side_hidden: list[int] = field(default_factory=lambda: [1450, 665])
+
+
+@dataclass
+class WarmupConfig:
+    enabled: bool = True
+    max: float = 1.0
+    start: int = 0
+    end: int = 0
+
+
+@dataclass
+class TermsConfig:
+    kl: WarmupConfig = field(default_factory=lambda: WarmupConfig(True, 0.25, 0, 93))
+    cross_reconstruction: WarmupConfig = field(
+        default_factory=lambda: WarmupConfig(True, 2.37, 21, 75))
+    alignment: WarmupConfig = field(default_factory=lambda: WarmupConfig(True, 8.13, 6, 22))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 50
+    batching: Optional[Literal["random_subsets", "shuffled_epochs"]] = None
+    lr: float = 1.5e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    amsgrad: bool = True
+    loss: Literal["l1", "l2"] = "l1"
+    reduction: Literal["sum", "mean"] = "sum"
+    terms: TermsConfig = field(default_factory=TermsConfig)
+    checkpoint_every: int = 10
+    log_every: int = 1
+
+
+@dataclass
+class ClassifierConfig:
+    seen_samples: int = 200
+    unseen_samples: int = 400
+    unseen_samples_few_shot: int = 200
+    shot_samples: int = 200
+    sampling: Optional[Literal["first_n", "random"]] = None
+    epochs: Union[int, Literal["paper"]] = 23
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    batch_size: int = 32
+
+
+@dataclass
+class ProtocolConfig:
+    setting: Literal["gzsl", "zsl"] = "gzsl"
+    shots: int = 0
+    shots_seed: Optional[int] = None
+
+
+@dataclass
+class Recipe:
+    name: str = "run"
+    mode: Literal["faithful", "clean"] = "faithful"
+    seed: int = 0
+    device: str = "auto"
+    threads: Optional[int] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    recipe_dir: Optional[str] = None  # where the YAML came from, for relative paths
+
+
+MODE_SWITCHES = {
+    "faithful": {"train.batching": "random_subsets", "classifier.sampling": "first_n"},
+    "clean": {"train.batching": "random_subsets", "classifier.sampling": "random"},
+}
+
+
+# ---------------------------------------------------------------------------- parsing
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _convert(value, option, where)
+            except RecipeError as exc:
+                errors.append(str(exc))
+        raise RecipeError(errors[-1] if len(errors) == 1 else
+                          f"{where}: {value!r} fits none of the allowed types "
+                          f"({'; '.join(e.split(': ', 1)[-1] for e in errors)})")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise RecipeError(f"{where}: {value!r} is not one of {list(allowed)}{hint}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise RecipeError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecipeError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RecipeError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise RecipeError(f"{where}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def _build(cls, raw: Any, where: str):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where or 'recipe'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "recipe_dir"]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise RecipeError(f"unknown recipe key '{path}'{hint} (valid keys here: "
+                              f"{', '.join(names)})")
+        kwargs[key] = _convert(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _set_path(raw: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = raw
+    for k in keys[:-1]:
+        if not isinstance(node.get(k, {}), dict):
+            raise RecipeError(f"--set {dotted}: '{k}' is not a section")
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """``key.sub=value`` strings -> (path, YAML-parsed value)."""
+    out = []
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise RecipeError(f"--set expects key.sub=value, got {pair!r}")
+        key, text = pair.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(text)))
+    return out
+
+
+def load_recipe(path: str, overrides: list[str] | None = None) -> Recipe:
+    """Read, override, validate and resolve a recipe file."""
+    if not os.path.isfile(path):
+        raise RecipeError(f"recipe not found: {path}")
+    with open(path) as fh:
+        try:
+            raw = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+    recipe = recipe_from_dict(raw, overrides)
+    recipe.recipe_dir = os.path.dirname(os.path.abspath(path))
+    return recipe
+
+
+def recipe_from_dict(raw: dict, overrides: list[str] | None = None) -> Recipe:
+    raw = copy.deepcopy(raw)
+    for key, value in parse_overrides(overrides or []):
+        _set_path(raw, key, value)
+    recipe = _build(Recipe, raw, "")
+    return resolve(recipe)
+
+
+def resolve(recipe: Recipe) -> Recipe:
+    """Fill mode-dependent switches and check cross-field constraints."""
+    for dotted, value in MODE_SWITCHES[recipe.mode].items():
+        section, key = dotted.split(".")
+        if getattr(getattr(recipe, section), key) is None:
+            setattr(getattr(recipe, section), key, value)
+    m = recipe.model
+    for key in ("image_hidden", "side_hidden"):
+        sizes = getattr(m, key)
+        if len(sizes) != 2 or min(sizes) < 1:
+            raise RecipeError(f"model.{key} must be [encoder hidden, decoder hidden] "
+                              f"(positive integers), got {sizes}")
+    if m.latent_dim < 1:
+        raise RecipeError(f"model.latent_dim must be positive, got {m.latent_dim}")
+    for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+        if getattr(recipe.train, key) < 1:
+            raise RecipeError(f"train.{key} must be >= 1")
+    if recipe.protocol.shots < 0:
+        raise RecipeError("protocol.shots must be >= 0")
+    if recipe.data.kind != "synthetic" and not recipe.data.path:
+        raise RecipeError(f"data.path is required for data.kind '{recipe.data.kind}'")
+    if not recipe.data.side_info:
+        raise RecipeError("data.side_info must name at least one side information")
+    from .latent import family_class
+    family_class(m.family)  # unknown family -> named error now, not after loading data
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    out = dataclasses.asdict(recipe)
+    out.pop("recipe_dir", None)
+    return out
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)

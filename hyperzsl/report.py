@@ -1,0 +1,83 @@
+"""Run records: atomic JSON/text writes, the S/U/H table, plots."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def environment() -> dict:
+    """Library versions and machine facts stored with every run."""
+    import numpy
+    import scipy
+    import torch
+
+    from . import __version__
+    info = {"hyperzsl": __version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads()}
+    try:
+        import faiss
+        info["faiss"] = faiss.__version__
+    except ImportError:
+        info["faiss"] = None
+    return info
+
+
+def format_table(rows: list[dict], columns: list[str], title: str = "") -> str:
+    """A Markdown table; floats in [0, 1] shown as percentages."""
+    def cell(v):
+        if isinstance(v, float):
+            return f"{100 * v:.1f}" if 0.0 <= v <= 1.0 else f"{v:.3g}"
+        return str(v)
+    head = "| " + " | ".join(columns) + " |"
+    sep = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(([f"### {title}", ""] if title else []) + [head, sep] + body) + "\n"
+
+
+def plot_training(history: list[dict], clf_history: list[dict], path: str) -> None:
+    """VAE loss terms per epoch and the classifier's test metrics per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [r["epoch"] for r in history]
+    for key in ("reconstruction", "kl", "cross_reconstruction", "alignment"):
+        vals = [r.get(key) for r in history]
+        if any(v is not None for v in vals):
+            axes[0].plot(epochs, [float("nan") if v is None else v for v in vals], label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("VAE epoch")
+    axes[0].set_title("loss terms (unweighted, per batch)")
+    axes[0].legend()
+    for key in (clf_history[0] if clf_history else {}):
+        axes[1].plot(range(1, len(clf_history) + 1), [h[key] for h in clf_history], label=key)
+    axes[1].set_xlabel("classifier epoch")
+    axes[1].set_title("test metrics (reported: last epoch)")
+    axes[1].legend()
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)

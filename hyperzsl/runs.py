@@ -1,0 +1,156 @@
+"""Run folders: what ``hyperzsl-train`` writes and ``hyperzsl-eval`` reads.
+
+    RUN/recipe.yaml      the resolved recipe (every switch explicit)
+    RUN/run.json         seed, device, versions, family, data summary, status
+    RUN/train.log        everything printed
+    RUN/checkpoint.pt    model + optimiser after the last *complete* checkpointed epoch
+    RUN/metrics.json     S/U/H (or ZSL accuracy), per-epoch histories
+    RUN/table.md         the readable result table
+    RUN/training.png     loss terms and classifier metrics per epoch
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import time
+
+import torch
+import yaml
+
+from . import report
+from .errors import HyperzslError
+from .pipeline import IMAGE, build_model, build_objective, prepare, run_classifier_stage
+from .recipe import Recipe, dump_recipe, recipe_from_dict
+from .train import atomic_torch_save, fit, make_optimizer
+
+
+class RunLog:
+    """Prints and appends to RUN/train.log (flushed per line, so a crash keeps it)."""
+
+    def __init__(self, path: str | None):
+        self.fh = open(path, "a") if path else None
+
+    def __call__(self, msg: str) -> None:
+        print(msg, flush=True)
+        if self.fh:
+            self.fh.write(msg + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+
+
+def default_run_dir(recipe: Recipe, root: str = "runs") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join(root, f"{recipe.name}-seed{recipe.seed}-{stamp}")
+
+
+def result_rows(metrics: dict, label: str) -> list[dict]:
+    return [{"run": label, **metrics["result"]}]
+
+
+def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
+    """Train a VAE, evaluate it, write the run folder. Returns metrics."""
+    if os.path.isdir(run_dir) and os.listdir(run_dir):
+        raise HyperzslError(f"run folder {run_dir} exists and is not empty; pass another "
+                            f"--out (nothing was overwritten)")
+    torch.manual_seed(recipe.seed)
+    prep = prepare(recipe, device)          # all data errors surface before any writing
+    model = build_model(recipe, prep.input_dims).to(device)
+    objective = build_objective(recipe)
+    os.makedirs(run_dir, exist_ok=True)
+    log = RunLog(os.path.join(run_dir, "train.log"))
+    info = {"status": "training", "seed": recipe.seed, "mode": recipe.mode,
+            "device": str(device), "family": model.family.describe(),
+            "data": prep.fs.summary(), "environment": report.environment(),
+            "started": _dt.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv)}
+    report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
+    report.write_json(os.path.join(run_dir, "run.json"), info)
+    log(f"hyperzsl {info['environment']['hyperzsl']} | {recipe.name} | mode {recipe.mode} | "
+        f"family {model.family.name} | device {device} | seed {recipe.seed}")
+    log(f"data: {prep.fs.summary()}")
+    missing = prep.fs.meta.get("missing_splits")
+    if missing:
+        log(f"note: {', '.join(k + '_loc' for k in missing)} absent (only needed for "
+            f"validation-based tuning)")
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: {n_params / 1e6:.2f} M parameters, modalities {model.modalities}")
+
+    optimizer = make_optimizer(model, recipe.train)
+    ckpt_path = os.path.join(run_dir, "checkpoint.pt")
+    trainval = torch.as_tensor(prep.splits["trainval"], device=device)
+
+    def checkpoint(epoch: int, record: dict) -> None:
+        done = epoch + 1
+        if done % recipe.train.checkpoint_every == 0 or done == recipe.train.epochs:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "epoch": done, "input_dims": prep.input_dims,
+                               "recipe": yaml.safe_load(dump_recipe(recipe))}, ckpt_path)
+
+    t0 = time.perf_counter()
+    try:
+        history = fit(model, objective, prep.features[trainval], prep.labels[trainval],
+                      prep.side, recipe.train, optimizer, image=IMAGE, on_epoch=checkpoint,
+                      log=log)
+    except (KeyboardInterrupt, HyperzslError) as exc:
+        done = torch.load(ckpt_path, weights_only=False)["epoch"] if os.path.exists(
+            ckpt_path) else 0
+        why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        log(f"training {why}; last complete checkpoint: epoch {done} ({ckpt_path if done else 'none'})")
+        info.update(status=why, checkpoint_epoch=done, error=str(exc) or why)
+        report.write_json(os.path.join(run_dir, "run.json"), info)
+        log.close()
+        raise
+    train_seconds = time.perf_counter() - t0
+    log(f"VAE trained in {train_seconds:.1f} s")
+    metrics = run_classifier_stage(recipe, model, prep, log)
+    metrics.update(vae_history=history, train_seconds=train_seconds, seed=recipe.seed,
+                   mode=recipe.mode, family=model.family.name)
+    write_results(run_dir, recipe, metrics, history, log)
+    info.update(status="done", finished=_dt.datetime.now().isoformat(timespec="seconds"),
+                result=metrics["result"])
+    report.write_json(os.path.join(run_dir, "run.json"), info)
+    log.close()
+    return metrics
+
+
+def write_results(run_dir: str, recipe: Recipe, metrics: dict, history: list[dict] | None,
+                  log, name: str = "metrics") -> None:
+    report.write_json(os.path.join(run_dir, f"{name}.json"), metrics)
+    table = report.format_table(result_rows(metrics, recipe.name),
+                                ["run"] + list(metrics["result"]),
+                                f"{recipe.name} ({recipe.mode}, {recipe.model.family}, "
+                                f"seed {recipe.seed})")
+    report.atomic_write_text(os.path.join(run_dir, "table.md" if name == "metrics"
+                                          else f"table_{name}.md"), table)
+    if history is not None:
+        report.plot_training(history, metrics["classifier_history"],
+                             os.path.join(run_dir, "training.png"))
+    log("\n" + table)
+
+
+def load_run(run_dir: str, overrides: list[str] | None = None,
+             device: torch.device | None = None):
+    """(recipe, model, prepared data, checkpoint epoch) of a saved run."""
+    ckpt_path = os.path.join(run_dir, "checkpoint.pt")
+    recipe_path = os.path.join(run_dir, "recipe.yaml")
+    for path in (recipe_path, ckpt_path):
+        if not os.path.isfile(path):
+            raise HyperzslError(f"{path} not found: is {run_dir} a hyperzsl run folder "
+                                f"with at least one completed checkpoint?")
+    with open(recipe_path) as fh:
+        recipe = recipe_from_dict(yaml.safe_load(fh), overrides)
+    recipe.recipe_dir = None
+    from .pipeline import select_device
+    device = device or select_device(recipe.device)
+    ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    prep = prepare(recipe, device)
+    if prep.input_dims != ckpt["input_dims"]:
+        raise HyperzslError(f"{run_dir}: data dimensions {prep.input_dims} differ from the "
+                            f"checkpoint's {ckpt['input_dims']}")
+    model = build_model(recipe, prep.input_dims).to(device)
+    model.load_state_dict(ckpt["model"])
+    return recipe, model, prep, ckpt["epoch"]
