@@ -15,3 +15,7 @@ class RecipeError(HyperzslError, ValueError):
 
 class NotFittedError(HyperzslError, RuntimeError):
     """A detector or classifier was used before ``fit``."""
+
+
+class MetricInputError(HyperzslError, ValueError):
+    """Scores or labels that no OOD metric is defined for (NaN/inf, one class, bad shape)."""
