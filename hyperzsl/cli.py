@@ -60,6 +60,19 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ood(args, model, prep, clf, log) -> None:
+    from . import report
+    from .ood_eval import DEFAULT_DETECTORS, evaluate_ood, format_ood_table, plot_ood
+
+    result = evaluate_ood(model, prep, prep.splits, clf, args.detector or DEFAULT_DETECTORS)
+    table = format_ood_table(result)
+    log("\n" + table)
+    report.write_json(os.path.join(args.run_dir, "ood.json"),
+                      {k: v for k, v in result.items() if k != "scores"})
+    report.atomic_write_text(os.path.join(args.run_dir, "ood_table.md"), table)
+    plot_ood(result, os.path.join(args.run_dir, "ood"))
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     from .pipeline import run_classifier_stage, select_device
     from .runs import RunLog, load_run, write_results
@@ -71,6 +84,12 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override e.g. classifier.epochs=30")
     p.add_argument("--device", help="cpu, cuda, ... (default: the run's recipe)")
+    p.add_argument("--ood", action="store_true",
+                   help="also score test_seen (ID) vs test_unseen (OOD) with OOD detectors, "
+                        "and report the seen/unseen gate")
+    p.add_argument("--detector", action="append", default=[], metavar="NAME",
+                   help="detector(s) for --ood (default: all): nearest_class, knn, "
+                        "mahalanobis, vmf, msp, energy")
     args = p.parse_args(argv)
     try:
         device = select_device(args.device) if args.device else None
@@ -80,9 +99,11 @@ def eval_main(argv: list[str] | None = None) -> int:
         if epoch < recipe.train.epochs:
             log(f"note: checkpoint is from epoch {epoch} of {recipe.train.epochs} "
                 f"(training did not finish)")
-        metrics = run_classifier_stage(recipe, model, prep, log)
+        metrics, clf = run_classifier_stage(recipe, model, prep, log)
         metrics.update(checkpoint_epoch=epoch, overrides=args.overrides)
         write_results(args.run_dir, recipe, metrics, None, log, name="eval")
+        if args.ood:
+            _ood(args, model, prep, clf, log)
     except KeyboardInterrupt:
         return 130
     except HyperzslError as exc:

@@ -119,8 +119,8 @@ def prepare(recipe: Recipe, device: torch.device) -> Prepared:
 
 
 def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
-                         log=print) -> dict:
-    """Seeded independently of VAE training, so ``hyperzsl-eval`` on a saved run
+                         log=print) -> tuple[dict, torch.nn.Module]:
+    """Metrics and the trained latent classifier. Seeded independently of VAE training, so ``hyperzsl-eval`` on a saved run
     reproduces the numbers that ``hyperzsl-train`` printed."""
     torch.manual_seed(recipe.seed + 1)
     model.eval()
@@ -138,9 +138,10 @@ def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
         n_out = len(unseen)
     epochs = classifier_epochs(recipe)
     with torch.enable_grad():
-        _, history = train_classifier(data, n_out, cfg, epochs, label_map)
+        clf, history = train_classifier(data, n_out, cfg, epochs, label_map)
     result = dict(history[-1])
     log("classifier: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in result.items())
         + f" (after {epochs} epochs, {data.train_z.shape[0]} latent samples)")
-    return {"result": result, "classifier_history": history, "classifier_epochs": epochs,
-            "classifier_samples": int(data.train_z.shape[0])}
+    metrics = {"result": result, "classifier_history": history, "classifier_epochs": epochs,
+               "classifier_samples": int(data.train_z.shape[0])}
+    return metrics, clf

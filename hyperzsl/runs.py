@@ -106,7 +106,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
         raise
     train_seconds = time.perf_counter() - t0
     log(f"VAE trained in {train_seconds:.1f} s")
-    metrics = run_classifier_stage(recipe, model, prep, log)
+    metrics, _ = run_classifier_stage(recipe, model, prep, log)
     metrics.update(vae_history=history, train_seconds=train_seconds, seed=recipe.seed,
                    mode=recipe.mode, family=model.family.name)
     write_results(run_dir, recipe, metrics, history, log)
