@@ -65,15 +65,16 @@ class Objective:
         posts = {m: model.encode(m, x) for m, x in batch.items()}
         z = {m: family.sample(q) for m, q in posts.items()}
 
-        parts = {"reconstruction": sum(
-            reconstruction_error(model.decode(m, z[m]), x, self.loss).sum()
-            for m, x in batch.items())}
+        def rec(source: str, target: str) -> Tensor:
+            err = reconstruction_error(model.decode(target, z[source]), batch[target], self.loss)
+            return family.surrogate_loss(posts[source], err).sum()
+
+        parts = {"reconstruction": sum(rec(m, m) for m in batch)}
         if w.get("kl", 0.0) > 0:
             parts["kl"] = sum(family.kl(q).sum() for q in posts.values())
         if w.get("cross_reconstruction", 0.0) > 0:
             parts["cross_reconstruction"] = sum(
-                reconstruction_error(model.decode(b, z[a]), batch[b], self.loss).sum()
-                for a, b in itertools.permutations(batch, 2))
+                rec(a, b) for a, b in itertools.permutations(batch, 2))
         if w.get("alignment", 0.0) > 0:
             parts["alignment"] = sum(
                 family.align(posts[a], posts[b]).sum()

@@ -7,6 +7,8 @@ from typing import Any, Mapping
 from ..errors import RecipeError
 from .base import LatentFamily
 from .gaussian import GaussianFamily
+from .power_spherical import PowerSphericalFamily
+from .vmf import VMFFamily
 
 _FAMILIES: dict[str, type[LatentFamily]] = {}
 
@@ -37,6 +39,9 @@ def build_family(name: str, latent_dim: int, mode: str = "clean",
 
 
 register_family(GaussianFamily)
+register_family(VMFFamily)
+register_family(PowerSphericalFamily)
 
-__all__ = ["LatentFamily", "GaussianFamily", "register_family", "build_family",
+__all__ = ["LatentFamily", "GaussianFamily", "VMFFamily", "PowerSphericalFamily",
+           "register_family", "build_family",
            "family_class", "available_families"]

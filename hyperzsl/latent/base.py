@@ -80,6 +80,12 @@ class LatentFamily(abc.ABC):
         """A reparameterised sample z ~ q (batch, latent_dim) used in training and in the
         classifier stage. Families may implement documented reference quirks here."""
 
+    def surrogate_loss(self, q: Distribution, per_sample_loss: Tensor) -> Tensor:
+        """``per_sample_loss`` (a function of ``sample(q)``) with any gradient correction
+        the sampler needs (e.g. the vMF rejection sampler's score term) attached. Same
+        value; only gradients change. Reparameterised families return it unchanged."""
+        return per_sample_loss
+
     @abc.abstractmethod
     def code(self, q: Distribution) -> Tensor:
         """The deterministic code of a posterior (test-time encoding, detectors)."""

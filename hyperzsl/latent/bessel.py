@@ -1,0 +1,419 @@
+"""Modified Bessel functions for hyperspherical latents, in pure torch (reference/vmf.md §2-§3).
+
+Why not scipy: a scipy round trip syncs the device, returns float32 and under/overflows
+(NaN KL for m >= 16 at moderate kappa, vmf.md §7). Here every quantity is a fixed-length
+torch computation, so it runs on any device without host syncs. Three regimes, merged with
+``torch.where`` on inputs clamped per branch so the unselected branch stays finite:
+
+* S, ``x <= 2 sqrt(nu + 1)``: the normalised power series (at most 20 terms);
+* D, ``nu >= 15``: Debye's uniform asymptotic expansion with at most 12 exact U_k
+  polynomials (fewer where the order makes the rest negligible in the compute dtype);
+* R, ``nu < 15``: Debye at order ``nu + N >= 15``, then N steps of a backward recurrence.
+
+Each regime also carries the exact derivative of the mean resultant length forward (never
+the Riccati identity, which cancels catastrophically at large kappa). Computation is float64
+by default (``compute_dtype``); outputs always have the caller's dtype. Gradients are first
+order only (custom backwards from saved slopes; ``mrl_derivative`` is the exception).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from fractions import Fraction
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+NU_D = 15
+K_DEBYE = 12
+K_SERIES = 20
+_COMPUTE_DTYPES = (torch.float32, torch.float64)
+# Bernoulli numbers B_2 .. B_16 for the Stirling series of lgamma (exact rationals).
+_BERNOULLI = (Fraction(1, 6), Fraction(-1, 30), Fraction(1, 42), Fraction(-1, 30),
+              Fraction(5, 66), Fraction(-691, 2730), Fraction(7, 6), Fraction(-3617, 510))
+
+
+class BesselParts(NamedTuple):
+    """Everything one pass of the core produces, for order nu and argument x."""
+
+    log_ive: Tensor  # log(I_nu(x) e^-x)
+    lx: Tensor       # L_nu(x) - x, with L_nu = log 0F1(; nu + 1; x^2 / 4)
+    kl: Tensor       # x A - L_nu = KL(vMF || uniform) for m = 2 nu + 2
+    a: Tensor        # A = I_{nu+1}(x) / I_nu(x)
+    b: Tensor        # 1 - A, without cancellation
+    da: Tensor       # dA/dx, carried forward (no Riccati identity)
+
+
+# ----------------------------------------------------------------------------------------
+# Exact constants (Python rationals, computed once per order)
+# ----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def debye_polynomials(count: int = K_DEBYE) -> tuple[tuple[Fraction, ...], ...]:
+    """Coefficients of U_0 .. U_count in ascending powers of p, exactly (DLMF 10.41.10):
+    U_{k+1} = p^2 (1 - p^2) U_k' / 2 + (1/8) int_0^p (1 - 5 t^2) U_k(t) dt."""
+    polys = [(Fraction(1),)]
+    for _ in range(count):
+        prev = polys[-1]
+        nxt = [Fraction(0)] * (len(prev) + 3)
+        for i, c in enumerate(prev):
+            nxt[i + 1] += Fraction(i, 2) * c + c / (8 * (i + 1))
+            nxt[i + 3] -= Fraction(i, 2) * c + 5 * c / (8 * (i + 3))
+        polys.append(tuple(nxt))
+    return tuple(polys)
+
+
+@functools.lru_cache(maxsize=None)
+def _debye_max_abs() -> tuple[float, ...]:
+    """max over p in [0, 1] of |U_k(p)|, k = 0 .. K_DEBYE + 1, on a grid of 1001 points
+    (plain Python: it only picks how many terms to keep)."""
+    grid = [i / 1000 for i in range(1001)]
+    out = []
+    for poly in debye_polynomials(K_DEBYE + 1):
+        coef = [float(c) for c in reversed(poly)]
+        out.append(max(abs(functools.reduce(lambda acc, c: acc * p + c, coef)) for p in grid))
+    return tuple(out)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps / 8.0
+
+
+def _debye_terms(n: float, dtype: torch.dtype) -> int:
+    """Fewest U_k terms whose first omitted term max|U_{K+1}| / n^{K+1} is negligible in
+    ``dtype``; at most K_DEBYE. Large orders need few terms (n = 255: 6 in float64)."""
+    bounds = _debye_max_abs()
+    for k in range(1, K_DEBYE):
+        if bounds[k + 1] / n ** (k + 1) <= _tolerance(dtype):
+            return k
+    return K_DEBYE
+
+
+def _series_terms(dtype: torch.dtype) -> int:
+    """Series terms for x <= 2 sqrt(nu + 1), where t_k <= 1/k!: the tail after K terms is
+    below 1.1/(K + 1)!; at most K_SERIES (18 in float64, 11 in float32)."""
+    for k in range(1, K_SERIES):
+        if 1.0 / math.factorial(k + 1) <= _tolerance(dtype):
+            return k
+    return K_SERIES
+
+
+@functools.lru_cache(maxsize=None)
+def _debye_coefficients(n: float, terms: int) -> tuple[float, ...]:
+    """d_i(n), i = 1 .. 3 terms, with sum_{k=1}^{terms} U_k(p) / n^k = sum_i d_i p^i."""
+    inv = 1 / Fraction(n)
+    coef = [Fraction(0)] * (3 * terms + 1)
+    for k, poly in enumerate(debye_polynomials()[1:terms + 1], start=1):
+        scale = inv ** k
+        for i, c in enumerate(poly):
+            coef[i] += c * scale
+    return tuple(float(v) for v in coef[1:])
+
+
+def _series_coefficients(nu: float, terms: int) -> list[list[float]]:
+    """Coefficients of S_v - 1 = 0F1(; v + 1; q) - 1 in u = q / (nu + 1), for v = nu, nu + 1,
+    nu + 2: c_k = (nu + 1)^k / (k! (v + 1)_k) <= 1/k!, so nothing over- or underflows."""
+    rows = []
+    for v in (nu, nu + 1.0, nu + 2.0):
+        c, row = 1.0, []
+        for k in range(1, terms + 1):
+            c *= (nu + 1.0) / (k * (v + k))
+            row.append(c)
+        rows.append(row)
+    return rows
+
+
+def _stirling_remainder(n: float) -> float:
+    """lgamma(n + 1) - (n + 1/2) log n + n - log(2 pi) / 2 for n >= 15, without the
+    cancellation of evaluating it through lgamma (error below 1e-20)."""
+    return float(sum(b / (2 * j * (2 * j - 1)) * (1 / Fraction(n)) ** (2 * j - 1)
+                     for j, b in enumerate(_BERNOULLI, start=1)))
+
+
+def log_sphere_area(m: int) -> float:
+    """log |S^{m-1}| = log 2 + (m/2) log pi - lgamma(m/2): the uniform prior's entropy."""
+    return math.log(2.0) + 0.5 * m * math.log(math.pi) - math.lgamma(0.5 * m)
+
+
+class _Constants(NamedTuple):
+    x_switch: float     # series for x <= x_switch
+    series: tuple       # K tensors (3, 1): _series_coefficients, one per power
+    shift: int          # recurrence length N (0 when Debye applies directly)
+    order: float        # Debye order n = nu + shift
+    order_t: Tensor     # (2, 1): n and n + 1
+    debye: tuple        # 3K tensors (2, 2, 1): [d_i, i d_i] x orders [n, n + 1]
+    lgamma_nu1: float   # lgamma(nu + 1)
+    stirling: float     # _stirling_remainder(n)
+
+
+_CONSTANTS: dict[tuple, _Constants] = {}
+
+
+def _constants(nu: float, dtype: torch.dtype, device: torch.device) -> _Constants:
+    """Per-(order, dtype, device) tensors, built once so a call makes no host copies. A plain
+    dict lookup, so torch.compile sees constants instead of tracing the exact arithmetic."""
+    found = _CONSTANTS.get((nu, dtype, device))
+    return found if found is not None else _build_constants(nu, dtype, device)
+
+
+@torch.compiler.disable
+def _build_constants(nu: float, dtype: torch.dtype, device: torch.device) -> _Constants:
+    shift = 0 if nu >= NU_D else math.ceil(NU_D - nu)
+    order = nu + shift
+    terms = _debye_terms(order, dtype)
+    d = torch.tensor([_debye_coefficients(order, terms),
+                      _debye_coefficients(order + 1.0, terms)], dtype=torch.float64)
+    powers = torch.arange(1, 3 * terms + 1, dtype=torch.float64)
+    as_t = functools.partial(torch.as_tensor, dtype=dtype, device=device)
+    series = as_t(_series_coefficients(nu, _series_terms(dtype)))
+    debye = as_t(torch.stack([d, d * powers]))
+    built = _Constants(
+        2.0 * math.sqrt(nu + 1.0), _columns(series), shift, order,
+        as_t([[order], [order + 1.0]]), _columns(debye), math.lgamma(nu + 1.0),
+        _stirling_remainder(order))
+    _CONSTANTS[(nu, dtype, device)] = built
+    return built
+
+
+def _columns(coef: Tensor) -> tuple[Tensor, ...]:
+    """The last axis split into (..., 1) columns, so Horner's rule makes no slicing ops."""
+    return tuple(c.contiguous() for c in coef.split(1, dim=-1))
+
+
+# ----------------------------------------------------------------------------------------
+# The three regimes, on a 1-D tensor x in the compute dtype
+# ----------------------------------------------------------------------------------------
+def _horner(coef: tuple[Tensor, ...], z: Tensor) -> Tensor:
+    """sum_{i=1}^{D} coef[i-1] z^i by Horner's rule: one fused op per degree, and a
+    working set of one row (powers of z are never materialised)."""
+    acc = coef[-1]
+    for c in reversed(coef[:-1]):
+        acc = torch.addcmul(c, acc, z)
+    return acc * z
+
+
+def _series(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+    """Regime S: S_v = 0F1(; v + 1; x^2/4), v = nu, nu + 1, nu + 2, in one Horner pass;
+    dS_v/dx = (x/2) S_{v+1} / (v + 1) gives A' without a separate derivative series."""
+    u = x * x / (4.0 * (nu + 1.0))
+    t = _horner(c.series, u)                           # (3, X): S_v - 1
+    s = 1.0 + t
+    ell = torch.log1p(t[0])
+    ratio = s[1] / s[0]
+    a = x * ratio / (2.0 * (nu + 1.0))
+    dlog = 0.5 * x * (s[2] / ((nu + 2.0) * s[1]) - ratio / (nu + 1.0))
+    da = ratio / (2.0 * (nu + 1.0)) + a * dlog
+    log_ive = ell - x - c.lgamma_nu1
+    if nu > 0:
+        log_ive = log_ive + nu * torch.log(0.5 * x)
+    return BesselParts(log_ive, ell - x, x * a - ell, a, 1.0 - a, da)
+
+
+def _debye(x: Tensor, c: _Constants):
+    """Debye expansion at orders n and n + 1 (x >= 2): log ive_n, L_n - x, and
+    Delta = log(I_{n+1} / I_n) with its exact x-derivative, all cancellation-free.
+
+    L_n - x uses log I_n - n log(x/2) + lgamma(n+1) with Stirling's series folded in:
+    -n (x + s - n)/(s + x) - n log1p((s-n)/2n) - log1p((s-n)/n)/2 + log1p(T) + remainder,
+    whose large terms share one sign, so KL = -x B - (L - x) keeps float32 accuracy at
+    large orders (worst 4.5e-6 where the plain large-kappa form of vmf.md §1 gives 6.6e-5)."""
+    n = c.order
+    s = torch.hypot(x, c.order_t)                      # (2, X): s0, s1
+    poly = _horner(c.debye, c.order_t / s)             # ([T, p dT/dp], orders, X)
+    t = poly[0]
+    dt = -poly[1] * x / (s * s)                        # dT/dx = T_p(p) * (-n x / s^3)
+    s0, s1 = s[0], s[1]
+    sx0 = n * n / (s0 + x)                             # s0 - x
+    a0 = (n + sx0) / x
+    a1 = (n + 1.0 + (n + 1.0) ** 2 / (s1 + x)) / x
+    ds = (2.0 * n + 1.0) / (s1 + s0)                   # s1 - s0
+    log1p_t0 = torch.log1p(t[0])
+    delta = (ds - torch.log1p(a1) - n * torch.log1p((1.0 + ds) / x / (1.0 + a0))
+             - 0.5 * torch.log1p(ds / s0) + torch.log1p((t[1] - t[0]) / (1.0 + t[0])))
+    s01 = s0 * s1
+    ddelta = (ds / x + (n + 0.5) * (x / s01) / s01
+              + dt[1] / (1.0 + t[1]) - dt[0] / (1.0 + t[0]))
+    log_ive = sx0 - n * torch.log1p(a0) - 0.5 * torch.log(2.0 * math.pi * s0) + log1p_t0
+    e0 = x * (x / (s0 + n))                            # s0 - n
+    lx = (-n * (x + e0) / (s0 + x) - n * torch.log1p(e0 / (2.0 * n))
+          - 0.5 * torch.log1p(e0 / n) + log1p_t0 + c.stirling)
+    return log_ive, lx, delta, ddelta
+
+
+def _large_order(x: Tensor, c: _Constants) -> BesselParts:
+    """Regime D: Debye directly at order nu >= 15."""
+    log_ive, lx, delta, ddelta = _debye(x, c)
+    a = torch.exp(delta)
+    b = -torch.expm1(delta)
+    return BesselParts(log_ive, lx, -x * b - lx, a, b, a * ddelta)
+
+
+def _recurrence(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+    """Regime R: Debye at order nu + N, then R_j = 1 / (2 (nu + j) / x + R_{j+1}) down to
+    j = 1, with 1 - R_j and dR_j/dx carried along (all-positive, damped maps)."""
+    log_ive_n, _, delta, ddelta = _debye(x, c)
+    r = torch.exp(delta)
+    b = -torch.expm1(delta)
+    dr = r * ddelta
+    prod = torch.ones_like(x)
+    inv_x = 1.0 / x
+    inv_x2 = inv_x * inv_x
+    for j in range(c.shift, 0, -1):
+        cj = 2.0 * (nu + j) * inv_x
+        r = torch.reciprocal(cj + r)
+        b = (cj - b) / (cj + 1.0 - b)
+        dr = r * r * (2.0 * (nu + j) * inv_x2 - dr)
+        prod = prod * r
+    log_ive = log_ive_n - torch.log(prod)
+    lx = log_ive + c.lgamma_nu1
+    if nu > 0:
+        lx = lx - nu * torch.log(0.5 * x)
+    return BesselParts(log_ive, lx, -x * b - lx, r, b, dr)
+
+
+def bessel_parts(nu: float, x: Tensor) -> BesselParts:
+    """All core quantities at order ``nu`` for a 1-D tensor ``x`` (its dtype is the
+    compute dtype). Plain torch ops: autograd through it is exact but slow; the public
+    functions below use custom backwards instead. x < 0 gives NaN."""
+    c = _constants(float(nu), x.dtype, x.device)
+    x = torch.where(x < 0, torch.nan, x)
+    small = x <= c.x_switch
+    low = _series(nu, x.clamp(max=c.x_switch), c)
+    x_high = x.clamp(min=c.x_switch)
+    high = _recurrence(nu, x_high, c) if c.shift else _large_order(x_high, c)
+    return BesselParts(*(torch.where(small, lo, hi) for lo, hi in zip(low, high)))
+
+
+# ----------------------------------------------------------------------------------------
+# Autograd: one Function, parameterised by the quantity and its derivative
+# ----------------------------------------------------------------------------------------
+def _log_ive_slope(nu, x, p):
+    return nu / x - p.b if nu > 0 else -p.b
+
+
+def _log_iv_slope(nu, x, p):
+    return nu / x + p.a if nu > 0 else p.a
+
+
+_QUANTITIES = {
+    # name: (value, d value / dx)
+    "log_ive": (lambda nu, x, p: p.log_ive, _log_ive_slope),
+    "log_iv": (lambda nu, x, p: p.log_ive + x, _log_iv_slope),
+    "log_normalizer": (lambda nu, x, p: -log_sphere_area(2 * nu + 2) - p.lx - x,
+                       lambda nu, x, p: -p.a),
+    "lx": (lambda nu, x, p: p.lx, lambda nu, x, p: -p.b),
+    "kl": (lambda nu, x, p: p.kl, lambda nu, x, p: x * p.da),
+    "mrl": (lambda nu, x, p: p.a, lambda nu, x, p: p.da),
+    "one_minus_mrl": (lambda nu, x, p: p.b, lambda nu, x, p: -p.da),
+}
+
+
+class _BesselFunction(torch.autograd.Function):
+    """value(x) with backward grad * slope(x); slope comes from the same forward pass."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, nu, quantity, compute_dtype):
+        xc = x.to(compute_dtype).reshape(-1)
+        parts = bessel_parts(nu, xc)
+        value_fn, slope_fn = _QUANTITIES[quantity]
+        value, slope = value_fn(nu, xc, parts), slope_fn(nu, xc, parts)
+        return value.to(x.dtype).reshape(x.shape), slope.to(x.dtype).reshape(x.shape)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad, _unused):
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None, None
+
+
+def _prepare(x, compute_dtype) -> Tensor:
+    if compute_dtype not in _COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be torch.float32 or torch.float64, "
+                         f"got {compute_dtype}")
+    x = torch.as_tensor(x)
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _order_of(m: int) -> float:
+    if isinstance(m, bool) or not isinstance(m, int) or m < 2:
+        raise ValueError(f"ambient dimension m must be an integer >= 2, got {m!r}")
+    return 0.5 * m - 1.0
+
+
+def _check_order(nu: float) -> float:
+    nu = float(nu)
+    if not nu >= 0.0 or math.isinf(nu):
+        raise ValueError(f"Bessel order nu must be a finite number >= 0, got {nu!r}")
+    return nu
+
+
+def _apply(nu: float, x, quantity: str, compute_dtype) -> Tensor:
+    x = _prepare(x, compute_dtype)
+    return _BesselFunction.apply(x, nu, quantity, compute_dtype)[0]
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------
+def log_ive(nu: float, x: Tensor, compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """log(I_nu(x) e^-x) for x >= 0; d/dx = nu/x - (1 - I_{nu+1}/I_nu)."""
+    return _apply(_check_order(nu), x, "log_ive", compute_dtype)
+
+
+def log_iv(nu: float, x: Tensor, compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """log I_nu(x) for x >= 0 (-inf at x = 0 when nu > 0); d/dx = nu/x + I_{nu+1}/I_nu."""
+    return _apply(_check_order(nu), x, "log_iv", compute_dtype)
+
+
+def mean_resultant_length(m: int, kappa: Tensor,
+                          compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """A_m(kappa) = I_{m/2}(kappa) / I_{m/2-1}(kappa) = E[mu . z] under vMF(mu, kappa)."""
+    return _apply(_order_of(m), kappa, "mrl", compute_dtype)
+
+
+def one_minus_mrl(m: int, kappa: Tensor, compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """1 - A_m(kappa) without cancellation (about (m - 1) / (2 kappa) for large kappa)."""
+    return _apply(_order_of(m), kappa, "one_minus_mrl", compute_dtype)
+
+
+def mrl_derivative(m: int, kappa: Tensor, compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """A_m'(kappa) = Var[mu . z], by the forward-mode tangent of the core. Differentiable
+    by plain autograd through the core (slow, but exact): it is rarely differentiated."""
+    nu = _order_of(m)
+    x = _prepare(kappa, compute_dtype)
+    return bessel_parts(nu, x.to(compute_dtype).reshape(-1)).da.reshape(x.shape).to(x.dtype)
+
+
+def vmf_log_normalizer(m: int, kappa: Tensor,
+                       compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """log C_m(kappa), the vMF density's log normaliser; -log|S^{m-1}| at kappa = 0.
+    d/dkappa = -A_m(kappa)."""
+    return _apply(_order_of(m), kappa, "log_normalizer", compute_dtype)
+
+
+def log_normalizer_plus_kappa(m: int, kappa: Tensor,
+                              compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """log C_m(kappa) + kappa (= -log|S^{m-1}| - (L - kappa)), without the O(kappa)
+    cancellation of adding kappa to log C; d/dkappa = 1 - A_m(kappa). Used by the KLs
+    between vMFs and from a Power Spherical to a vMF."""
+    nu = _order_of(m)
+    return -log_sphere_area(m) - _apply(nu, kappa, "lx", compute_dtype)
+
+
+def kl_vmf_uniform(m: int, kappa: Tensor, compute_dtype: torch.dtype = torch.float64) -> Tensor:
+    """KL(vMF(mu, kappa) || uniform on S^{m-1}) = kappa A - L; d/dkappa = kappa A'."""
+    return _apply(_order_of(m), kappa, "kl", compute_dtype)
+
+
+__all__ = ["NU_D", "K_DEBYE", "K_SERIES", "BesselParts", "bessel_parts", "debye_polynomials",
+           "log_sphere_area", "log_ive", "log_iv", "mean_resultant_length", "one_minus_mrl",
+           "mrl_derivative", "vmf_log_normalizer", "log_normalizer_plus_kappa",
+           "kl_vmf_uniform"]
