@@ -447,10 +447,6 @@ class SphericalFamily(LatentFamily):
     def code(self, q) -> Tensor:
         return q.loc
 
-    def surrogate_loss(self, q, per_sample_loss: Tensor) -> Tensor:
-        """The per-sample loss with any sampler gradient correction attached (same value)."""
-        return per_sample_loss
-
     # --- moments used by align -----------------------------------------------------------
     @abc.abstractmethod
     def rho(self, q) -> Tensor:
