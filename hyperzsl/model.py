@@ -28,12 +28,13 @@ def xavier_init(linear: nn.Linear, blocks: Sequence[int] | None = None) -> None:
 
 
 class Encoder(nn.Module):
-    def __init__(self, in_dim: int, hidden: int, head_blocks: Sequence[int]):
+    def __init__(self, in_dim: int, hidden: int, family: LatentFamily):
         super().__init__()
         self.hidden = nn.Linear(in_dim, hidden)
-        self.head = nn.Linear(hidden, sum(head_blocks))
+        self.head = nn.Linear(hidden, family.head_size())
         xavier_init(self.hidden)
-        xavier_init(self.head, head_blocks)
+        xavier_init(self.head, family.head_blocks())
+        family.init_head(self.head)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(torch.relu(self.hidden(x)))
@@ -53,17 +54,23 @@ class Decoder(nn.Module):
 
 class MultimodalVAE(nn.Module):
     """``input_dims``: modality name -> input width; ``hidden``: modality name ->
-    (encoder hidden, decoder hidden)."""
+    (encoder hidden, decoder hidden). ``num_classes`` adds ``latent_classifier``, the
+    linear softmax layer over latents that the ``classification`` loss term trains (the
+    boundary-based model of Chen et al., ECCV 2020); it is shared by all modalities."""
 
     def __init__(self, input_dims: Mapping[str, int], hidden: Mapping[str, Sequence[int]],
-                 family: LatentFamily):
+                 family: LatentFamily, num_classes: int | None = None):
         super().__init__()
         self.family = family
         self.input_dims = dict(input_dims)
         self.encoders = nn.ModuleDict({
-            m: Encoder(d, hidden[m][0], family.head_blocks()) for m, d in input_dims.items()})
+            m: Encoder(d, hidden[m][0], family) for m, d in input_dims.items()})
         self.decoders = nn.ModuleDict({
             m: Decoder(family.latent_dim, hidden[m][1], d) for m, d in input_dims.items()})
+        self.latent_classifier = None
+        if num_classes is not None:
+            self.latent_classifier = nn.Linear(family.latent_dim, num_classes)
+            xavier_init(self.latent_classifier)
 
     @property
     def modalities(self) -> list[str]:

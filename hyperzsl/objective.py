@@ -1,8 +1,10 @@
 """The VAE training objective: reconstruction + beta KL + gamma cross-reconstruction +
-delta distribution alignment, each weight with a linear warm-up, each term switchable.
+delta distribution alignment (+ an optional latent classification term), each weight with
+a linear warm-up, each term switchable.
 
 Switching terms off gives the paper's ablations: DA-VAE (no cross-reconstruction),
-CA-VAE (no alignment), CADA-VAE (both). As in the official code every term is a *sum*
+CA-VAE (no alignment), CADA-VAE (both). ``classification`` is the boundary-based model's
+cross-entropy of the model's ``latent_classifier`` on every modality's latent samples. As in the official code every term is a *sum*
 over batch and dimensions by default (reference/cadavae.md section 4); ``reduction:
 mean`` divides the whole loss by the batch size (Adam is nearly invariant to that).
 """
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .model import MultimodalVAE
 
-TERMS = ("kl", "cross_reconstruction", "alignment")
+TERMS = ("kl", "cross_reconstruction", "alignment", "classification")
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,11 @@ class Objective:
     def weights_at(self, epoch: int) -> dict[str, float]:
         return {name: w(epoch) for name, w in self.weights.items()}
 
-    def __call__(self, model: MultimodalVAE, batch: Mapping[str, Tensor],
-                 epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(self, model: MultimodalVAE, batch: Mapping[str, Tensor], epoch: int,
+                 labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and its unweighted parts (detached), for one batch of aligned rows
-        (row i of every modality describes the same sample)."""
+        (row i of every modality describes the same sample, of class ``labels[i]``;
+        labels are needed only by the classification term)."""
         family = model.family
         w = self.weights_at(epoch)
         posts = {m: model.encode(m, x) for m, x in batch.items()}
@@ -79,6 +83,13 @@ class Objective:
             parts["alignment"] = sum(
                 family.align(posts[a], posts[b]).sum()
                 for a, b in itertools.combinations(batch, 2))
+        if w.get("classification", 0.0) > 0:
+            if model.latent_classifier is None or labels is None:
+                raise ValueError("the classification term needs a model built with "
+                                 "num_classes and the batch's labels")
+            parts["classification"] = sum(
+                F.cross_entropy(model.latent_classifier(z[m]), labels, reduction="sum")
+                for m in batch)
 
         total = parts["reconstruction"]
         for name, value in parts.items():

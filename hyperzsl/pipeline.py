@@ -55,11 +55,18 @@ def select_device(name: str) -> torch.device:
         raise RecipeError(f"device: {exc}") from exc
 
 
-def build_model(recipe: Recipe, input_dims: dict[str, int]) -> MultimodalVAE:
+def build_model(recipe: Recipe, input_dims: dict[str, int],
+                num_classes: int | None = None) -> MultimodalVAE:
+    """The model a recipe describes; ``num_classes`` is needed (and used) only when the
+    classification term is on."""
     m = recipe.model
     family = build_family(m.family, m.latent_dim, recipe.mode, m.family_options)
     hidden = {k: (m.image_hidden if k == IMAGE else m.side_hidden) for k in input_dims}
-    return MultimodalVAE(input_dims, hidden, family)
+    if not recipe.train.terms.classification.enabled:
+        num_classes = None
+    elif num_classes is None:
+        raise RecipeError("train.terms.classification needs the number of classes")
+    return MultimodalVAE(input_dims, hidden, family, num_classes)
 
 
 def build_objective(recipe: Recipe) -> Objective:

@@ -78,6 +78,7 @@ class TermsConfig:
     cross_reconstruction: WarmupConfig = field(
         default_factory=lambda: WarmupConfig(True, 2.37, 21, 75))
     alignment: WarmupConfig = field(default_factory=lambda: WarmupConfig(True, 8.13, 6, 22))
+    classification: WarmupConfig = field(default_factory=lambda: WarmupConfig(False, 1.0, 0, 0))
 
 
 @dataclass

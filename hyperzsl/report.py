@@ -63,7 +63,7 @@ def plot_training(history: list[dict], clf_history: list[dict], path: str) -> No
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [r["epoch"] for r in history]
-    for key in ("reconstruction", "kl", "cross_reconstruction", "alignment"):
+    for key in ("reconstruction", "kl", "cross_reconstruction", "alignment", "classification"):
         vals = [r.get(key) for r in history]
         if any(v is not None for v in vals):
             axes[0].plot(epochs, [float("nan") if v is None else v for v in vals], label=key)

@@ -58,7 +58,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
     prep = prepare(recipe, device)          # all data errors surface before any writing
-    model = build_model(recipe, prep.input_dims).to(device)
+    model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
     objective = build_objective(recipe)
     os.makedirs(run_dir, exist_ok=True)
     log = RunLog(os.path.join(run_dir, "train.log"))
@@ -151,6 +151,6 @@ def load_run(run_dir: str, overrides: list[str] | None = None,
     if prep.input_dims != ckpt["input_dims"]:
         raise HyperzslError(f"{run_dir}: data dimensions {prep.input_dims} differ from the "
                             f"checkpoint's {ckpt['input_dims']}")
-    model = build_model(recipe, prep.input_dims).to(device)
+    model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
     model.load_state_dict(ckpt["model"])
     return recipe, model, prep, ckpt["epoch"]

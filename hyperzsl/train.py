@@ -73,7 +73,7 @@ def fit(model: MultimodalVAE, objective: Objective, features: Tensor, labels: Te
         for rows in steps:
             y = labels[rows]
             batch = {image: features[rows], **{k: s[y] for k, s in side.items()}}
-            loss, parts = objective(model, batch, epoch)
+            loss, parts = objective(model, batch, epoch, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

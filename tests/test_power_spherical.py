@@ -167,7 +167,7 @@ def test_family_losses_are_finite(alignment, dtype):
 
 
 def test_family_symmetric_kl_is_the_matched_vmf_one():
-    fam = build_family("power_spherical", 8)
+    fam = build_family("power_spherical", 8, options={"alignment": "symmetric_kl"})
     q_a = fam.posterior(torch.randn(5, 9, dtype=F64))
     q_b = fam.posterior(torch.randn(5, 9, dtype=F64))
     va = VonMisesFisher(q_a.loc, kappa_ps_to_vmf(8, q_a.concentration))

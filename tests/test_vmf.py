@@ -364,8 +364,10 @@ def test_family_options_and_errors():
     fam = build_family("vmf", 8, options={"kappa_min": 100.0, "grad_correction": False})
     q = fam.posterior(torch.full((4, 9), -50.0))
     assert torch.all(q.concentration >= 100.0) and not q.grad_correction
-    assert fam.describe()["kappa_min"] == 100.0 and fam.describe()["alignment"] == "symmetric_kl"
+    assert fam.describe()["kappa_min"] == 100.0 and fam.describe()["alignment"] == "w2_like"
+    assert fam.describe()["kappa_init"] == 200.0
     for options in ({"alignment": "sinkhorn"}, {"kappa_min": -1.0}, {"kappa_min": "1"},
+                    {"kappa_init": 1.0}, {"kappa_min": 5.0, "kappa_init": 4.0},
                     {"grad_correction": 1}, {"sync_free": "no"}, {"sample_scale": "exp_logvar"}):
         with pytest.raises(RecipeError):
             build_family("vmf", 8, options=options)
@@ -374,4 +376,17 @@ def test_family_options_and_errors():
     with pytest.raises(SphericalDistributionError, match="width 9"):
         fam.posterior(torch.zeros(4, 8))
     for mode in ("faithful", "clean"):
-        assert build_family("vmf", 8, mode=mode).config["alignment"] == "symmetric_kl"
+        assert build_family("vmf", 8, mode=mode).config["alignment"] == "w2_like"
+
+
+@pytest.mark.parametrize("name", ["vmf", "power_spherical"])
+def test_encoder_heads_start_at_kappa_init(name):
+    """A fresh encoder's concentration is kappa_init for a zero hidden layer (the bias
+    alone), whatever kappa_min is."""
+    from hyperzsl.model import MultimodalVAE
+    fam = build_family(name, 6, options={"kappa_min": 3.0, "kappa_init": 40.0})
+    model = MultimodalVAE({"image": 5}, {"image": (7, 7)}, fam)
+    enc = model.encoders["image"]
+    head = enc.head(torch.zeros(1, 7))
+    torch.testing.assert_close(fam.posterior(head).concentration,
+                               torch.tensor([40.0]), rtol=1e-6, atol=0)

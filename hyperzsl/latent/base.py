@@ -57,6 +57,10 @@ class LatentFamily(abc.ABC):
         block is initialised like a separate Linear layer, as the reference code does."""
         return (self.head_size(),)
 
+    def init_head(self, head: "torch.nn.Linear") -> None:
+        """Adjust a freshly initialised encoder head (called once by the model after the
+        Xavier init), e.g. to start a concentration at a chosen value. Default: nothing."""
+
     @abc.abstractmethod
     def posterior(self, head: Tensor) -> Distribution:
         """The posterior q(z|x) for a batch of encoder outputs (batch, head_size())."""

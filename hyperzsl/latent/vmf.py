@@ -395,14 +395,20 @@ def w2_like(mu_a, spread_a, mu_b, spread_b) -> Tensor:
     return safe_sqrt((mu_a - mu_b).pow(2).sum(-1) + (g_a - g_b).pow(2))
 
 
+KAPPA_INIT_ABOVE_MIN = 100.0  # default kappa_init - kappa_min (the boundary model's floor)
+
+
 class SphericalFamily(LatentFamily):
     """Shared head layout and options of the hyperspherical families.
 
     Head (..., m + 1): direction = normalize(h[..., :m]), kappa = softplus(h[..., m]) +
-    kappa_min. Subclasses provide the posterior class and its moments."""
+    kappa_min, starting at kappa_init (default kappa_min + 100). The default alignment is
+    "w2_like": on the demo, "symmetric_kl" (which grows like kappa * (1 - cos)) pulls all
+    directions together and H falls from ~75 to ~5 at kappa ~ 100 (issue 3 notes).
+    Subclasses provide the posterior class and its moments."""
 
     geometry = "sphere"
-    options = {"kappa_min": 1.0, "alignment": "symmetric_kl"}
+    options = {"kappa_min": 1.0, "kappa_init": None, "alignment": "w2_like"}
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         super().__init__(latent_dim, **options)
@@ -413,6 +419,13 @@ class SphericalFamily(LatentFamily):
         if isinstance(kmin, bool) or not isinstance(kmin, (int, float)) or not 0 <= kmin < math.inf:
             raise RecipeError(
                 f"model.family_options.kappa_min must be a finite number >= 0, got {kmin!r}")
+        kinit = self.config["kappa_init"]
+        if kinit is None:
+            self.config["kappa_init"] = kinit = float(kmin) + KAPPA_INIT_ABOVE_MIN
+        if (isinstance(kinit, bool) or not isinstance(kinit, (int, float))
+                or not kmin < kinit < math.inf):
+            raise RecipeError(f"model.family_options.kappa_init must be a number above "
+                              f"kappa_min ({kmin}), got {kinit!r}")
         if self.config["alignment"] not in ALIGNMENTS:
             raise RecipeError(f"model.family_options.alignment must be one of {ALIGNMENTS}, "
                               f"got {self.config['alignment']!r}")
@@ -423,6 +436,16 @@ class SphericalFamily(LatentFamily):
     def head_size(self) -> int:
         return self.latent_dim + 1
 
+    def init_head(self, head) -> None:
+        """With ``kappa_init``, the concentration unit's bias starts at softplus^-1(kappa_init
+        - kappa_min), so every posterior starts concentrated and the KL (not Adam's step
+        size) decides how far kappa falls; default: bias 0, kappa = kappa_min + log 2."""
+        kinit = self.config["kappa_init"]
+        if kinit is not None:
+            excess = torch.tensor(float(kinit) - float(self.config["kappa_min"]),
+                                  dtype=torch.float64)
+            with torch.no_grad():
+                head.bias[self.latent_dim] = excess + torch.log(-torch.expm1(-excess))
     def split_head(self, head: Tensor) -> tuple[Tensor, Tensor]:
         if head.shape[-1] != self.head_size():
             raise SphericalDistributionError(
@@ -465,7 +488,8 @@ class VMFFamily(SphericalFamily):
     """von Mises-Fisher posteriors, uniform prior on S^{m-1} (latent_dim = m).
 
     Options: kappa_min (floor added to softplus; S-VAE used 1, the boundary-based OOD
-    paper 100), alignment ("symmetric_kl" closed form, or "w2_like"), grad_correction
+    paper 100), kappa_init (starting concentration), alignment ("w2_like" or the closed
+    form "symmetric_kl"), grad_correction
     (Naesseth's score term, applied by ``surrogate_loss``), sync_free (no host sync in
     the sampler; an element keeps a rejected proposal with probability <= 1.2e-8)."""
 
