@@ -240,15 +240,46 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def load_recipe(path: str, overrides: list[str] | None = None) -> Recipe:
-    """Read, override, validate and resolve a recipe file."""
+def deep_merge(base: dict, top: dict) -> dict:
+    """``top`` over ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_recipe_file(path: str, _chain: tuple[str, ...] = ()) -> dict:
+    """A recipe file as a mapping, with ``extends: BASE.yaml`` (relative to the file)
+    resolved: the file's keys are merged over its base's, so a variant states only what
+    it changes (e.g. ``model: {family: vmf}``)."""
     if not os.path.isfile(path):
-        raise RecipeError(f"recipe not found: {path}")
+        where = f" (extended by {_chain[-1]})" if _chain else ""
+        raise RecipeError(f"recipe not found: {path}{where}")
+    real = os.path.realpath(path)
+    if real in _chain:
+        raise RecipeError(f"{path}: 'extends' loops back to itself via {' -> '.join(_chain)}")
     with open(path) as fh:
         try:
             raw = yaml.safe_load(fh) or {}
         except yaml.YAMLError as exc:
             raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {raw!r}")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: 'extends' must be a path to another recipe, got {base!r}")
+    base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base)
+    return deep_merge(read_recipe_file(base_path, _chain + (real,)), raw)
+
+
+def load_recipe(path: str, overrides: list[str] | None = None) -> Recipe:
+    """Read (following ``extends``), override, validate and resolve a recipe file."""
+    raw = read_recipe_file(path)
     recipe = recipe_from_dict(raw, overrides)
     recipe.recipe_dir = os.path.dirname(os.path.abspath(path))
     return recipe

@@ -46,3 +46,40 @@ def test_overrides_parse_yaml_values():
                                                recursive=True)))
 def test_shipped_recipes_validate(path):
     load_recipe(path)
+
+
+def test_extends_merges_over_the_base(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\nmodel: {family: gaussian, latent_dim: 8, image_hidden: [4, 5]}\n"
+        "train: {epochs: 7, terms: {kl: {max: 0.5}}}\n")
+    sub = tmp_path / "variants"
+    sub.mkdir()
+    (sub / "child.yaml").write_text(
+        "extends: ../base.yaml\nname: child\nmodel: {family: vmf}\n"
+        "train: {terms: {kl: {end: 3}}}\n")
+    r = load_recipe(str(sub / "child.yaml"))
+    assert (r.name, r.model.family, r.model.latent_dim) == ("child", "vmf", 8)
+    assert r.model.image_hidden == [4, 5] and r.train.epochs == 7
+    assert (r.train.terms.kl.max, r.train.terms.kl.end) == (0.5, 3)
+    assert r.recipe_dir == str(sub)
+
+
+def test_extends_errors_are_named(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(RecipeError, match="loops back"):
+        load_recipe(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(RecipeError, match="missing.yaml.*extended by"):
+        load_recipe(str(tmp_path / "c.yaml"))
+    (tmp_path / "d.yaml").write_text("extends: [a.yaml]\n")
+    with pytest.raises(RecipeError, match="'extends' must be a path"):
+        load_recipe(str(tmp_path / "d.yaml"))
+
+
+def test_shipped_variants_change_only_what_they_say():
+    base = load_recipe(os.path.join(REPO, "recipes", "gzsl", "tinyimagenet_dev_cadavae.yaml"))
+    vmf = load_recipe(os.path.join(REPO, "recipes", "gzsl", "tinyimagenet_dev_vmf.yaml"))
+    assert vmf.model.family == "vmf"
+    vmf.model.family, vmf.name = base.model.family, base.name
+    assert vmf == base
