@@ -16,10 +16,16 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("groups", nargs="+", help="LABEL=GLOB of run folders")
     p.add_argument("--json")
+    p.add_argument("--markdown", help="also write the table to this file")
     args = p.parse_args(argv)
     out = {}
-    print("| runs | n | " + " | ".join(["S", "U", "H"]) + " | seeds |")
-    print("|---|---|---|---|---|---|")
+    lines = []
+
+    def emit(line: str) -> None:
+        print(line)
+        lines.append(line)
+    emit("| runs | n | " + " | ".join(["S", "U", "H"]) + " | seeds |")
+    emit("|---|---|---|---|---|---|")
     for group in args.groups:
         label, pattern = group.split("=", 1)
         results = []
@@ -29,7 +35,7 @@ def main(argv=None) -> None:
                 m = json.load(open(path))
                 results.append({"run": run, "seed": m.get("seed"), **m["result"]})
         if not results:
-            print(f"| {label} | 0 | (no finished runs) | | | |")
+            emit(f"| {label} | 0 | (no finished runs) | | | |")
             continue
         cells = []
         for k in ("S", "U", "H"):
@@ -37,8 +43,11 @@ def main(argv=None) -> None:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}" if vals else "")
         seeds = ",".join(str(r["seed"]) for r in results)
-        print(f"| {label} | {len(results)} | " + " | ".join(cells) + f" | {seeds} |")
+        emit(f"| {label} | {len(results)} | " + " | ".join(cells) + f" | {seeds} |")
         out[label] = results
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2)

@@ -1,0 +1,18 @@
+"""``python -m hyperzsl train|eval ...``: the console scripts without installing them."""
+import sys
+
+from .cli import eval_main, train_main
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_main, "eval": eval_main}
+    if not argv or argv[0] not in commands:
+        print("usage: python -m hyperzsl {train,eval} ...  (same arguments as hyperzsl-train "
+              "and hyperzsl-eval)", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
