@@ -43,14 +43,14 @@ def test_demo_lands_in_band_and_writes_a_complete_run(demo_run):
 
 def test_vmf_demo_trains_and_its_eval_reproduces(tmp_path):
     """The one-line family swap works end to end: the vMF demo learns (measured S 100 /
-    U 58.8 / H 74.1; before kappa_init and w2_like alignment it gave S 0 / H 0) and a
-    saved hyperspherical run re-evaluates to the same numbers."""
+    U 77.8 / H 87.5; before kappa_init, the radius and w2_like alignment it gave S 0 /
+    H 0) and a saved hyperspherical run re-evaluates to the same numbers."""
     out = str(tmp_path / "vmf")
     assert train_main([os.path.join(REPO, "recipes", "demo_vmf.yaml"), "--out", out]) == 0
     result = json.load(open(os.path.join(out, "metrics.json")))["result"]
-    assert result["S"] > 0.8 and result["U"] > 0.35 and result["H"] > 0.5, result
+    assert result["S"] > 0.8 and result["U"] > 0.55 and result["H"] > 0.65, result
     run = json.load(open(os.path.join(out, "run.json")))
-    assert run["family"]["family"] == "vmf" and run["family"]["kappa_init"] == 101.0
+    assert run["family"]["family"] == "vmf" and run["family"]["kappa_init"] == 1 + 32 * 32
     assert eval_main([out]) == 0
     again = json.load(open(os.path.join(out, "eval.json")))["result"]
     assert again == pytest.approx(result, abs=1e-12)

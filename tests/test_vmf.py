@@ -337,7 +337,10 @@ def test_family_losses_are_finite(alignment, dtype):
     assert torch.all(q_a.concentration >= 1.0)
     z = fam.sample(q_a)
     assert z.shape == (32, 16) and z.dtype == dtype
-    torch.testing.assert_close(fam.code(q_a), q_a.loc)
+    torch.testing.assert_close(fam.code(q_a), 4.0 * q_a.loc)  # radius sqrt(16)
+    torch.testing.assert_close(z.norm(dim=-1), torch.full((32,), 4.0, dtype=dtype))
+    unit = build_family("vmf", 16, options={"radius": 1.0})
+    torch.testing.assert_close(unit.code(q_a), q_a.loc)
     rec = (z - torch.linspace(-1, 1, 16, dtype=dtype)).pow(2).sum(-1)
     kl, align = fam.kl(q_a), fam.align(q_a, q_b)
     assert kl.shape == align.shape == (32,)
@@ -365,9 +368,11 @@ def test_family_options_and_errors():
     q = fam.posterior(torch.full((4, 9), -50.0))
     assert torch.all(q.concentration >= 100.0) and not q.grad_correction
     assert fam.describe()["kappa_min"] == 100.0 and fam.describe()["alignment"] == "w2_like"
-    assert fam.describe()["kappa_init"] == 200.0
+    assert fam.describe()["kappa_init"] == 100.0 + 32 * 8
+    assert fam.describe()["radius"] == "sqrt_dim"
     for options in ({"alignment": "sinkhorn"}, {"kappa_min": -1.0}, {"kappa_min": "1"},
                     {"kappa_init": 1.0}, {"kappa_min": 5.0, "kappa_init": 4.0},
+                    {"radius": 0}, {"radius": "sqrt"}, {"radius": True},
                     {"grad_correction": 1}, {"sync_free": "no"}, {"sample_scale": "exp_logvar"}):
         with pytest.raises(RecipeError):
             build_family("vmf", 8, options=options)

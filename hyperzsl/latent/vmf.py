@@ -395,20 +395,28 @@ def w2_like(mu_a, spread_a, mu_b, spread_b) -> Tensor:
     return safe_sqrt((mu_a - mu_b).pow(2).sum(-1) + (g_a - g_b).pow(2))
 
 
-KAPPA_INIT_ABOVE_MIN = 100.0  # default kappa_init - kappa_min (the boundary model's floor)
+KAPPA_INIT_PER_DIM = 32.0  # default kappa_init = kappa_min + 32 m: samples' 2(1 - rho) ~ 1/32
 
 
 class SphericalFamily(LatentFamily):
     """Shared head layout and options of the hyperspherical families.
 
     Head (..., m + 1): direction = normalize(h[..., :m]), kappa = softplus(h[..., m]) +
-    kappa_min, starting at kappa_init (default kappa_min + 100). The default alignment is
-    "w2_like": on the demo, "symmetric_kl" (which grows like kappa * (1 - cos)) pulls all
-    directions together and H falls from ~75 to ~5 at kappa ~ 100 (issue 3 notes).
+    kappa_min, starting at kappa_init (default kappa_min + 32 m). Latents (samples and
+    codes) live on the sphere of radius ``radius`` (default "sqrt_dim": sqrt(m), the norm
+    of a standard Gaussian latent, so decoders, the alignment distance and the latent
+    classifier see Gaussian-sized inputs; 1.0 is plain S-VAE); the KL and the
+    distributions themselves are those of the unit sphere. The default alignment is
+    "w2_like" (scaled by the radius). Measured on the demo (S/U/H): kappa starting at
+    1.7 on S^31 -> 0/10/0 (near-uniform posteriors never recover: Adam moves the softplus
+    head by ~lr per step, so kappa barely leaves its start); "symmetric_kl", which grows
+    like kappa (1 - cos), at kappa ~ 100 -> H ~5 (all directions pulled together);
+    radius 1, kappa_init 101 -> 100/58.8/74.1; sqrt_dim, 1025 -> 100/77.8/87.5.
     Subclasses provide the posterior class and its moments."""
 
     geometry = "sphere"
-    options = {"kappa_min": 1.0, "kappa_init": None, "alignment": "w2_like"}
+    options = {"kappa_min": 1.0, "kappa_init": None, "alignment": "w2_like",
+               "radius": "sqrt_dim"}
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         super().__init__(latent_dim, **options)
@@ -421,11 +429,16 @@ class SphericalFamily(LatentFamily):
                 f"model.family_options.kappa_min must be a finite number >= 0, got {kmin!r}")
         kinit = self.config["kappa_init"]
         if kinit is None:
-            self.config["kappa_init"] = kinit = float(kmin) + KAPPA_INIT_ABOVE_MIN
+            self.config["kappa_init"] = kinit = float(kmin) + KAPPA_INIT_PER_DIM * latent_dim
         if (isinstance(kinit, bool) or not isinstance(kinit, (int, float))
                 or not kmin < kinit < math.inf):
             raise RecipeError(f"model.family_options.kappa_init must be a number above "
                               f"kappa_min ({kmin}), got {kinit!r}")
+        radius = self.config["radius"]
+        if radius != "sqrt_dim" and (isinstance(radius, bool) or not isinstance(
+                radius, (int, float)) or not 0 < radius < math.inf):
+            raise RecipeError(f"model.family_options.radius must be a positive number or "
+                              f"'sqrt_dim', got {radius!r}")
         if self.config["alignment"] not in ALIGNMENTS:
             raise RecipeError(f"model.family_options.alignment must be one of {ALIGNMENTS}, "
                               f"got {self.config['alignment']!r}")
@@ -460,15 +473,19 @@ class SphericalFamily(LatentFamily):
 
     def align(self, q_a, q_b) -> Tensor:
         if self.config["alignment"] == "w2_like":
-            return w2_like(q_a.loc, self.spread(q_a), q_b.loc, self.spread(q_b))
+            return self._radius() * w2_like(q_a.loc, self.spread(q_a), q_b.loc, self.spread(q_b))
         return symmetric_kl_from_moments(q_a.loc, self.rho(q_a), self.vmf_kappa(q_a),
                                          q_b.loc, self.rho(q_b), self.vmf_kappa(q_b))
 
     def sample(self, q) -> Tensor:
-        return q.rsample()
+        return q.rsample() * self._radius()
 
     def code(self, q) -> Tensor:
-        return q.loc
+        return q.loc * self._radius()
+
+    def _radius(self) -> float:
+        r = self.config["radius"]
+        return self.latent_dim ** 0.5 if r == "sqrt_dim" else float(r)
 
     # --- moments used by align -----------------------------------------------------------
     @abc.abstractmethod
