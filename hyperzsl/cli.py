@@ -60,17 +60,51 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ood(args, model, prep, clf, log) -> None:
-    from . import report
-    from .ood_eval import DEFAULT_DETECTORS, evaluate_ood, format_ood_table, plot_ood
+def _ood_check(args, recipe, prep) -> tuple[str, ...]:
+    """The detectors --ood runs; a run with nothing to evaluate or an unknown detector is
+    a named error before anything is written."""
+    from .detect.detectors import detector_class
+    from .ood_eval import DEFAULT_DETECTORS
 
-    result = evaluate_ood(model, prep, prep.splits, clf, args.detector or DEFAULT_DETECTORS)
-    table = format_ood_table(result)
+    if not prep.fs.has_unseen and not prep.ood:
+        raise HyperzslError(
+            f"--ood: nothing to evaluate: {prep.fs.source} has no unseen test classes "
+            f"(protocol (a), seen vs unseen) and the recipe has no ood.sets (protocol (b), "
+            f"dataset vs dataset; README 'Out-of-distribution detection')")
+    detectors = tuple(args.detector or recipe.ood.detectors or DEFAULT_DETECTORS)
+    for name in detectors:
+        detector_class(name)
+    return detectors
+
+
+def _ood(args, recipe, model, prep, clf, detectors, log) -> None:
+    """Protocol (a) when the split has unseen test classes, protocol (b) for every OOD
+    set of the recipe: one ood.json, one ood_table.md, ROC and histogram PNGs each."""
+    from . import report
+    from .ood_eval import evaluate_ood, evaluate_ood_sets, format_ood_set_table, \
+        format_ood_table, plot_ood
+
+    tpr = recipe.ood.tpr
+    prefix = os.path.join(args.run_dir, "ood")
+    out, tables = {"tpr": tpr}, []
+    if prep.fs.has_unseen:
+        result = evaluate_ood(model, prep, prep.splits, clf, detectors, tpr)
+        tables.append(format_ood_table(result))
+        out.update({k: v for k, v in result.items() if k != "scores"})
+        plot_ood(result, prefix)
+    if prep.ood:
+        sets = evaluate_ood_sets(model, prep, clf, prep.ood, detectors, tpr)
+        paths = {s.name: s.path for s in recipe.ood.sets}
+        out["ood_sets"] = {}
+        for name, result in sets.items():
+            tables.append(format_ood_set_table(name, result))
+            out["ood_sets"][name] = {"path": paths[name],
+                                     **{k: v for k, v in result.items() if k != "scores"}}
+            plot_ood(result, f"{prefix}_{name}", labels=("ID test", f"{name} (OOD)"))
+    table = "\n".join(tables)
     log("\n" + table)
-    report.write_json(os.path.join(args.run_dir, "ood.json"),
-                      {k: v for k, v in result.items() if k != "scores"})
+    report.write_json(os.path.join(args.run_dir, "ood.json"), out)
     report.atomic_write_text(os.path.join(args.run_dir, "ood_table.md"), table)
-    plot_ood(result, os.path.join(args.run_dir, "ood"))
 
 
 def eval_main(argv: list[str] | None = None) -> int:
@@ -85,16 +119,19 @@ def eval_main(argv: list[str] | None = None) -> int:
                    metavar="KEY=VALUE", help="override e.g. classifier.epochs=30")
     p.add_argument("--device", help="cpu, cuda, ... (default: the run's recipe)")
     p.add_argument("--ood", action="store_true",
-                   help="also score test_seen (ID) vs test_unseen (OOD) with OOD detectors, "
-                        "and report the seen/unseen gate")
+                   help="also run OOD detection: test_seen (ID) vs test_unseen (OOD) with "
+                        "the seen/unseen gate when the split has unseen classes, and "
+                        "test_seen vs each of the recipe's ood.sets")
     p.add_argument("--detector", action="append", default=[], metavar="NAME",
-                   help="detector(s) for --ood (default: all): nearest_class, knn, "
-                        "mahalanobis, vmf, msp, energy")
+                   help="detector(s) for --ood (default: the recipe's ood.detectors, else "
+                        "all): nearest_class, knn, mahalanobis, vmf, msp, energy")
     args = p.parse_args(argv)
     try:
         device = select_device(args.device) if args.device else None
-        recipe, model, prep, epoch = load_run(args.run_dir, args.overrides, device)
+        recipe, model, prep, epoch = load_run(args.run_dir, args.overrides, device,
+                                              load_ood=args.ood)
         _threads(recipe, prep.device)
+        detectors = _ood_check(args, recipe, prep) if args.ood else None
         log = RunLog(None)
         if epoch < recipe.train.epochs:
             log(f"note: checkpoint is from epoch {epoch} of {recipe.train.epochs} "
@@ -103,7 +140,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         metrics.update(checkpoint_epoch=epoch, overrides=args.overrides)
         write_results(args.run_dir, recipe, metrics, None, log, name="eval")
         if args.ood:
-            _ood(args, model, prep, clf, log)
+            _ood(args, recipe, model, prep, clf, detectors, log)
     except KeyboardInterrupt:
         return 130
     except HyperzslError as exc:

@@ -157,10 +157,13 @@ def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
 @torch.no_grad()
 def evaluate(clf: nn.Module, data: ClassifierData, label_map: Tensor | None) -> dict:
     """GZSL: argmax over all classes, S on test_seen, U on test_unseen, H. ZSL (a label
-    map given): per-class accuracy over unseen classes only."""
+    map given): per-class accuracy over unseen classes only. Without unseen test classes
+    (every class seen): S only."""
     if label_map is not None:
         pred = clf(data.test_unseen_z).argmax(1)
         return {"zsl_accuracy": per_class_accuracy(pred, label_map[data.test_unseen_y])}
     s = per_class_accuracy(clf(data.test_seen_z).argmax(1), data.test_seen_y)
+    if data.test_unseen_y.numel() == 0:
+        return {"S": s}
     u = per_class_accuracy(clf(data.test_unseen_z).argmax(1), data.test_unseen_y)
     return {"S": s, "U": u, "H": harmonic_mean(s, u)}

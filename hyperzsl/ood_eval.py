@@ -1,9 +1,13 @@
-"""Seen-vs-unseen OOD evaluation of a trained run (protocol (a) of the OOD issue) and the
-boundary gate for GZSL.
+"""OOD evaluation of a trained run, two protocols (README "Out-of-distribution detection"):
 
-In-distribution = test_seen codes, OOD = test_unseen codes, detectors fitted on the
-trainval codes (seen classes only). The gate's threshold keeps 95 % of the *trainval*
-codes on the seen side: nothing is chosen on test data.
+(a) seen vs unseen: in-distribution = test_seen codes, OOD = test_unseen codes; also the
+    boundary gate for GZSL (gated vs ungated S/U/H);
+(b) dataset vs dataset: in-distribution = test_seen codes, OOD = the codes of each set in
+    the recipe's ``ood.sets`` (feature files scaled with the trainval-fitted scaling).
+
+In both, detectors are fitted on the trainval codes (seen classes only; prototypes = the
+side encoder's codes of the seen classes), and thresholds keep ``tpr`` of the *trainval*
+codes on the ID side: nothing is chosen on test data.
 """
 from __future__ import annotations
 
@@ -27,31 +31,47 @@ def _detector(name: str, geometry: str, classifier):
     return build_detector(name)
 
 
+def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
+    """(trainval codes, trainval labels, [(name, detector, threshold)]): every detector
+    fitted on the trainval codes, its threshold keeping ``tpr`` of them as ID."""
+    rows = torch.as_tensor(prep.splits["trainval"], device=prep.features.device)
+    z, y = model.codes(image, prep.features[rows]), prep.labels[rows]
+    side = next(iter(prep.side))
+    prototypes = model.codes(side, prep.side[side][torch.unique(y)])
+    fitted = []
+    for name in detectors:
+        det = _detector(name, model.family.geometry, clf).fit(z, y, prototypes=prototypes)
+        fitted.append((name, det, det.threshold(z, tpr)))
+    return z, y, fitted
+
+
+def _scored(det, tau: float, z_id, z_ood, tpr: float) -> tuple[dict, tuple]:
+    """Detection metrics of one detector on ID vs OOD codes, and the raw scores."""
+    s_id, s_ood = det.score(z_id).cpu().numpy(), det.score(z_ood).cpu().numpy()
+    metrics = ood_metrics(s_id, s_ood, tpr=tpr)
+    metrics["threshold"] = tau
+    return metrics, (s_id, s_ood)
+
+
 @torch.no_grad()
 def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: float = 0.95,
                  image: str = "image") -> dict:
-    """Per-detector metrics and gated vs ungated GZSL numbers."""
+    """Protocol (a): per-detector metrics and gated vs ungated GZSL numbers."""
     device = prep.features.device
-    rows = {k: torch.as_tensor(splits[k], device=device)
-            for k in ("trainval", "test_seen", "test_unseen")}
+    rows = {k: torch.as_tensor(splits[k], device=device) for k in ("test_seen", "test_unseen")}
     z = {k: model.codes(image, prep.features[r]) for k, r in rows.items()}
     y = {k: prep.labels[r] for k, r in rows.items()}
+    z["trainval"], y["trainval"], fitted = _fitted_detectors(model, prep, clf, detectors,
+                                                             tpr, image)
     seen = torch.unique(y["trainval"])
     unseen = torch.unique(y["test_unseen"])
-    side = next(iter(prep.side))
-    prototypes = model.codes(side, prep.side[side][seen])
     logits = {k: clf(z[k]) for k in ("test_seen", "test_unseen")}
     ungated = {"S": per_class_accuracy(logits["test_seen"].argmax(1), y["test_seen"]),
                "U": per_class_accuracy(logits["test_unseen"].argmax(1), y["test_unseen"])}
     ungated["H"] = harmonic_mean(ungated["S"], ungated["U"])
     out = {"ungated": ungated, "detectors": {}, "scores": {}}
-    geometry = model.family.geometry
-    for name in detectors:
-        det = _detector(name, geometry, clf).fit(z["trainval"], y["trainval"],
-                                                 prototypes=prototypes)
-        s_id, s_ood = det.score(z["test_seen"]), det.score(z["test_unseen"])
-        metrics = ood_metrics(s_id.cpu().numpy(), s_ood.cpu().numpy(), tpr=tpr)
-        tau = det.threshold(z["trainval"], tpr)
+    for name, det, tau in fitted:
+        metrics, scores = _scored(det, tau, z["test_seen"], z["test_unseen"], tpr)
         gated = {}
         for split in ("test_seen", "test_unseen"):
             res = gated_predictions(det.score(z[split]), tau, logits[split][:, seen],
@@ -60,26 +80,65 @@ def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: flo
         g = {"S": per_class_accuracy(gated["test_seen"].predictions, y["test_seen"]),
              "U": per_class_accuracy(gated["test_unseen"].predictions, y["test_unseen"])}
         g["H"] = harmonic_mean(g["S"], g["U"])
-        metrics.update(threshold=tau, gated_S=g["S"], gated_U=g["U"], gated_H=g["H"],
+        metrics.update(gated_S=g["S"], gated_U=g["U"], gated_H=g["H"],
                        seen_routed_seen=gated["test_seen"].seen_to_seen,
                        unseen_routed_unseen=gated["test_unseen"].unseen_to_unseen)
         out["detectors"][name] = metrics
-        out["scores"][name] = (s_id.cpu().numpy(), s_ood.cpu().numpy())
+        out["scores"][name] = scores
     return out
 
 
-def format_ood_table(result: dict) -> str:
+@torch.no_grad()
+def evaluate_ood_sets(model, prep, clf, sets: dict, detectors=DEFAULT_DETECTORS,
+                      tpr: float = 0.95, image: str = "image") -> dict:
+    """Protocol (b): for each OOD set (name -> scaled features on the device), the ID test
+    codes (test_seen) vs the set's codes, per detector. Also the closed-set accuracy S of
+    the classifier on the ID test set, and the fractions of ID test / OOD rows on the
+    right side of the trainval threshold (``id_accepted``, ``ood_rejected``)."""
+    rows = torch.as_tensor(prep.splits["test_seen"], device=prep.features.device)
+    z_id, y_id = model.codes(image, prep.features[rows]), prep.labels[rows]
+    z_ood = {name: model.codes(image, x) for name, x in sets.items()}
+    _, _, fitted = _fitted_detectors(model, prep, clf, detectors, tpr, image)
+    s = per_class_accuracy(clf(z_id).argmax(1), y_id)
+    out = {name: {"n_id": int(z_id.shape[0]), "n_ood": int(z.shape[0]), "S": s,
+                  "detectors": {}, "scores": {}} for name, z in z_ood.items()}
+    for det_name, det, tau in fitted:
+        for name, z in z_ood.items():
+            metrics, scores = _scored(det, tau, z_id, z, tpr)
+            metrics.update(id_accepted=float(np.mean(scores[0] <= tau)),
+                           ood_rejected=float(np.mean(scores[1] > tau)))
+            out[name]["detectors"][det_name] = metrics
+            out[name]["scores"][det_name] = scores
+    return out
+
+
+def _detector_table(result: dict, extra: list[str], title: str) -> str:
     rows = [{"detector": n, **m} for n, m in result["detectors"].items()]
-    cols = ["detector", "auroc", "aupr_in", "aupr_out", "fpr95_ood_pos", "fpr95_id_pos",
-            "seen_routed_seen", "unseen_routed_unseen", "gated_S", "gated_U", "gated_H"]
+    fpr = [k for k in next(iter(result["detectors"].values())) if k.startswith("fpr")]
+    return report.format_table(rows, ["detector", "auroc", "aupr_in", "aupr_out", *fpr,
+                                      *extra], title)
+
+
+def format_ood_table(result: dict) -> str:
+    """Protocol (a) table."""
     u = result["ungated"]
     title = (f"seen (ID) vs unseen (OOD); ungated S {100 * u['S']:.1f} U {100 * u['U']:.1f} "
              f"H {100 * u['H']:.1f}")
-    return report.format_table(rows, cols, title)
+    return _detector_table(result, ["seen_routed_seen", "unseen_routed_unseen", "gated_S",
+                                    "gated_U", "gated_H"], title)
 
 
-def plot_ood(result: dict, path_prefix: str) -> None:
-    """ROC curves of all detectors and one score histogram per detector."""
+def format_ood_set_table(name: str, result: dict) -> str:
+    """Protocol (b) table for one OOD set."""
+    title = (f"test_seen (ID, {result['n_id']}) vs OOD set '{name}' ({result['n_ood']}); "
+             f"closed-set S {100 * result['S']:.1f}")
+    return _detector_table(result, ["id_accepted", "ood_rejected"], title)
+
+
+def plot_ood(result: dict, path_prefix: str,
+             labels: tuple[str, str] = ("seen (ID)", "unseen (OOD)")) -> None:
+    """ROC curves of all detectors (``PREFIX_roc.png``) and one score histogram per
+    detector with its trainval threshold (``PREFIX_hist.png``)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,8 +157,8 @@ def plot_ood(result: dict, path_prefix: str) -> None:
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
     for ax, (name, (s_id, s_ood)) in zip(axes[0], result["scores"].items()):
         bins = np.histogram_bin_edges(np.r_[s_id, s_ood], bins=50)
-        ax.hist(s_id, bins, alpha=0.6, label="seen (ID)")
-        ax.hist(s_ood, bins, alpha=0.6, label="unseen (OOD)")
+        ax.hist(s_id, bins, alpha=0.6, label=labels[0])
+        ax.hist(s_ood, bins, alpha=0.6, label=labels[1])
         ax.axvline(result["detectors"][name]["threshold"], color="k", lw=0.8)
         ax.set_title(name, fontsize=9)
     axes[0][0].legend(fontsize=7)

@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -117,6 +118,21 @@ class ProtocolConfig:
 
 
 @dataclass
+class OODSetConfig:
+    name: str = ""
+    path: str = ""      # .npz/.pt with 'features'; relative to cwd, else to the recipe
+
+
+@dataclass
+class OODConfig:
+    """Dataset-vs-dataset OOD evaluation (``hyperzsl-eval RUN --ood``): the ID test set
+    (test_seen) against each set here; detectors default to all of them."""
+    sets: list[OODSetConfig] = field(default_factory=list)
+    detectors: Optional[list[str]] = None
+    tpr: float = 0.95
+
+
+@dataclass
 class Recipe:
     name: str = "run"
     mode: Literal["faithful", "clean"] = "faithful"
@@ -128,6 +144,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    ood: OODConfig = field(default_factory=OODConfig)
     recipe_dir: Optional[str] = None  # where the YAML came from, for relative paths
 
 
@@ -316,9 +333,36 @@ def resolve(recipe: Recipe) -> Recipe:
         raise RecipeError(f"data.path is required for data.kind '{recipe.data.kind}'")
     if not recipe.data.side_info:
         raise RecipeError("data.side_info must name at least one side information")
+    _check_ood(recipe)
     from .latent import family_class
     family_class(m.family)  # unknown family -> named error now, not after loading data
     return recipe
+
+
+def _check_ood(recipe: Recipe) -> None:
+    ood = recipe.ood
+    names = set()
+    for i, s in enumerate(ood.sets):
+        where = f"ood.sets[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", s.name):
+            raise RecipeError(f"{where}.name must be a non-empty name of letters, digits, "
+                              f"'_' or '-' (it names the output files), got {s.name!r}")
+        if s.name in names:
+            raise RecipeError(f"{where}.name: '{s.name}' is used twice")
+        names.add(s.name)
+        if not s.path:
+            raise RecipeError(f"{where}.path is required (a .npz/.pt file with 'features')")
+    if not 0.0 < ood.tpr <= 1.0:
+        raise RecipeError(f"ood.tpr must lie in (0, 1], got {ood.tpr}")
+    if ood.detectors is not None:
+        if not ood.detectors:
+            raise RecipeError("ood.detectors: name at least one detector, or leave it out")
+        from .detect.detectors import detector_class
+        for i, name in enumerate(ood.detectors):
+            try:
+                detector_class(name)
+            except RecipeError as exc:
+                raise RecipeError(f"ood.detectors[{i}]: {exc}") from None
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -20,7 +20,8 @@ import yaml
 
 from . import report
 from .errors import HyperzslError
-from .pipeline import IMAGE, build_model, build_objective, prepare, run_classifier_stage
+from .pipeline import (IMAGE, build_model, build_objective, pin_paths, prepare,
+                       run_classifier_stage)
 from .recipe import Recipe, dump_recipe, recipe_from_dict
 from .train import atomic_torch_save, fit, make_optimizer
 
@@ -57,6 +58,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
         raise HyperzslError(f"run folder {run_dir} exists and is not empty; pass another "
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
+    pin_paths(recipe)
     prep = prepare(recipe, device)          # all data errors surface before any writing
     model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
     objective = build_objective(recipe)
@@ -72,6 +74,8 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
     log(f"hyperzsl {info['environment']['hyperzsl']} | {recipe.name} | mode {recipe.mode} | "
         f"family {model.family.name} | device {device} | seed {recipe.seed}")
     log(f"data: {prep.fs.summary()}")
+    for name, x in prep.ood.items():
+        log(f"ood set {name}: {x.shape[0]} x {x.shape[1]}-d (for hyperzsl-eval --ood)")
     missing = prep.fs.meta.get("missing_splits")
     if missing:
         log(f"note: {', '.join(k + '_loc' for k in missing)} absent (only needed for "
@@ -133,8 +137,9 @@ def write_results(run_dir: str, recipe: Recipe, metrics: dict, history: list[dic
 
 
 def load_run(run_dir: str, overrides: list[str] | None = None,
-             device: torch.device | None = None):
-    """(recipe, model, prepared data, checkpoint epoch) of a saved run."""
+             device: torch.device | None = None, load_ood: bool = False):
+    """(recipe, model, prepared data, checkpoint epoch) of a saved run; ``load_ood``
+    also loads the recipe's OOD sets (paths relative to the working directory)."""
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
     recipe_path = os.path.join(run_dir, "recipe.yaml")
     for path in (recipe_path, ckpt_path):
@@ -147,7 +152,7 @@ def load_run(run_dir: str, overrides: list[str] | None = None,
     from .pipeline import select_device
     device = device or select_device(recipe.device)
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-    prep = prepare(recipe, device)
+    prep = prepare(recipe, device, load_ood)
     if prep.input_dims != ckpt["input_dims"]:
         raise HyperzslError(f"{run_dir}: data dimensions {prep.input_dims} differ from the "
                             f"checkpoint's {ckpt['input_dims']}")

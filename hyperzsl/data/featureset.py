@@ -11,7 +11,10 @@ import numpy as np
 
 from ..errors import DataError
 
-REQUIRED_SPLITS = ("trainval", "test_seen", "test_unseen")
+SPLITS = ("trainval", "test_seen", "test_unseen")
+# test_unseen may be absent or empty: every class is then seen (e.g. an ID data set for
+# dataset-vs-dataset OOD detection); the classifier stage reports S only.
+REQUIRED_SPLITS = ("trainval", "test_seen")
 OPTIONAL_SPLITS = ("train", "val")
 
 
@@ -36,6 +39,7 @@ class FeatureSet:
                           for k, v in self.side_info.items()}
         self.splits = {k: np.asarray(v).astype(np.int64).reshape(-1)
                        for k, v in self.splits.items()}
+        self.splits.setdefault("test_unseen", np.zeros(0, np.int64))
         self.validate()
 
     # ------------------------------------------------------------------ derived sets
@@ -50,6 +54,11 @@ class FeatureSet:
     @property
     def unseen_classes(self) -> np.ndarray:
         return np.unique(self.labels[self.splits["test_unseen"]])
+
+    @property
+    def has_unseen(self) -> bool:
+        """Whether there are unseen test classes (GZSL); False: all classes are seen."""
+        return self.splits["test_unseen"].size > 0
 
     @property
     def side_names(self) -> list[str]:

@@ -1,6 +1,9 @@
 """Feature scaling. The official CADA-VAE code fits a min-max scaler on trainval only (since
 2020); the paper-era per-split refit is available only as the named ablation
-``legacy_test_scaling`` because it uses test statistics."""
+``legacy_test_scaling`` because it uses test statistics.
+
+New rows (an OOD set) go through :func:`scale_new_rows`: the scaling fitted on trainval,
+never refitted on them, so that ID and OOD features are in the same units."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,23 +14,48 @@ from .featureset import FeatureSet
 SCALINGS = ("minmax_trainval", "none", "legacy_test_scaling")
 
 
-def _minmax(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    lo = x[fit_rows].min(axis=0)
-    span = x[fit_rows].max(axis=0) - lo
+def minmax_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column (minimum, span) of the rows of x."""
+    lo = x.min(axis=0)
+    span = x.max(axis=0) - lo
     span[span == 0] = 1.0  # constant columns map to 0, as scikit-learn's MinMaxScaler does
+    return lo, span
+
+
+def _minmax(x: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    lo, span = minmax_fit(x[fit_rows])
     return (x - lo) / span
+
+
+def _check(scaling: str) -> None:
+    if scaling not in SCALINGS:
+        raise RecipeError(f"data.scaling must be one of {SCALINGS}, got {scaling!r}")
 
 
 def scale_features(fs: FeatureSet, scaling: str) -> np.ndarray:
     """Scaled copy of ``fs.features`` (float32)."""
+    _check(scaling)
     if scaling == "none":
         return fs.features.copy()
-    if scaling == "minmax_trainval":
-        return _minmax(fs.features, fs.splits["trainval"]).astype(np.float32)
+    out = _minmax(fs.features, fs.splits["trainval"])
     if scaling == "legacy_test_scaling":
-        out = _minmax(fs.features, fs.splits["trainval"])
         for key in ("test_seen", "test_unseen"):
             rows = fs.splits[key]
-            out[rows] = _minmax(fs.features, rows)[rows]
-        return out.astype(np.float32)
-    raise RecipeError(f"data.scaling must be one of {SCALINGS}, got {scaling!r}")
+            if rows.size:
+                out[rows] = _minmax(fs.features, rows)[rows]
+    return out.astype(np.float32)
+
+
+def scale_new_rows(fs: FeatureSet, scaling: str, x: np.ndarray) -> np.ndarray:
+    """Rows from outside ``fs`` (same width), scaled with the statistics ``scaling`` fits
+    on ``fs``'s trainval rows (float32); nothing is fitted on ``x``.
+    ``legacy_test_scaling`` refits on each test split, so no fixed map exists for new rows:
+    a RecipeError."""
+    _check(scaling)
+    if scaling == "legacy_test_scaling":
+        raise RecipeError("data.scaling 'legacy_test_scaling' refits the scaler on every test "
+                          "split and has no fixed map for OOD rows; use minmax_trainval")
+    if scaling == "none":
+        return np.asarray(x, dtype=np.float32).copy()
+    lo, span = minmax_fit(fs.features[fs.splits["trainval"]])
+    return ((x - lo) / span).astype(np.float32)

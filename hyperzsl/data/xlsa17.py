@@ -14,7 +14,7 @@ import numpy as np
 import scipy.io
 
 from ..errors import DataError
-from .featureset import OPTIONAL_SPLITS, REQUIRED_SPLITS, FeatureSet
+from .featureset import OPTIONAL_SPLITS, SPLITS, FeatureSet
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ def load_att_splits(splits_path: str, side_info: list[SideInfoSpec] | None = Non
     side_info = side_info or [SideInfoSpec()]
     mat = load_mat(splits_path)
     splits = {}
-    for key in REQUIRED_SPLITS + OPTIONAL_SPLITS:
+    for key in SPLITS + OPTIONAL_SPLITS:  # xlsa17 always has all three test splits
         loc = f"{key}_loc"
-        if key in REQUIRED_SPLITS or loc in mat:
+        if key in SPLITS or loc in mat:
             splits[key] = one_based_to_index(_get(mat, loc, splits_path),
                                              f"{splits_path}: '{loc}'", n_samples)
     sides = {}

@@ -311,13 +311,19 @@ DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (
     MSPDetector, EnergyDetector)}
 
 
-def build_detector(name: str, **options) -> Detector:
-    """A detector by registry name with its constructor options; unknown names and
-    options are named errors with the closest valid name suggested."""
+def detector_class(name: str) -> type[Detector]:
+    """The registered detector class; an unknown name is a named error with the closest
+    valid name suggested."""
     if name not in DETECTORS:
         raise RecipeError(f"unknown detector '{name}'{_suggestion(name, DETECTORS)}; "
                           f"known: {', '.join(sorted(DETECTORS))}")
-    cls = DETECTORS[name]
+    return DETECTORS[name]
+
+
+def build_detector(name: str, **options) -> Detector:
+    """A detector by registry name with its constructor options; unknown names and
+    options are named errors with the closest valid name suggested."""
+    cls = detector_class(name)
     valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(valid))
     if unknown:
