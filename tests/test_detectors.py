@@ -229,6 +229,27 @@ def test_gate_known_answer():
                              unseen).seen_to_seen is None
 
 
+def test_per_class_thresholds_known_answer():
+    """tau_c is the tpr-quantile of class c's own ID scores; the gate applies tau of the
+    seen class the seen expert predicts; small classes fall back to the global tau."""
+    from hyperzsl.detect.gate import per_class_thresholds
+    scores = torch.cat([torch.arange(1, 21, dtype=torch.float64) / 100,   # class 0: 0.01..0.20
+                        torch.arange(1, 21, dtype=torch.float64),          # class 2: 1..20
+                        torch.tensor([100.0, 200.0], dtype=torch.float64)])  # class 4: 2 rows
+    labels = torch.tensor([0] * 20 + [2] * 20 + [4] * 2)
+    taus = per_class_thresholds(scores, labels, torch.tensor([0, 2, 4]), tpr=0.95)
+    overall = float(torch.sort(scores).values[39])  # 40th of 42 = ceil(0.95 * 42)
+    assert taus.tolist() == pytest.approx([0.19, 19.0, overall])
+    seen, unseen = torch.tensor([0, 2, 4]), torch.tensor([1])
+    test_scores = torch.tensor([0.5, 0.5, 15.0])
+    seen_logits = torch.tensor([[9.0, 0, 0], [0, 9, 0], [0, 0, 9]])
+    result = gated_predictions(test_scores, taus, seen_logits, torch.zeros(3, 1), seen, unseen)
+    # 0.5 > tau_0 = 0.19 -> unseen; 0.5 <= tau_2 = 19 -> seen 2; 15 <= tau_4 = 20 -> seen 4
+    assert result.predictions.tolist() == [1, 2, 4]
+    with pytest.raises(RecipeError, match="per-class thresholds"):
+        gated_predictions(test_scores, taus[:2], seen_logits, torch.zeros(3, 1), seen, unseen)
+
+
 def test_boundary_gate_with_attribute_prototypes():
     """Seen centres = 'attribute codes' e1, e2 on S^2; test points near e3 are unseen."""
     eye = torch.eye(3)

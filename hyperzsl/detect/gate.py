@@ -6,8 +6,9 @@ the unseen-class expert. tau is the score that keeps ``tpr`` of the *ID training
 validation* latents on the seen side (the paper: 5 % quantile of the training samples'
 maximal cosine to the seen centres, i.e. ``NearestClassDetector(geometry="sphere")`` with
 the attribute encoder's codes as prototypes and tpr = 0.95). Choosing tau on test data
-leaks and inflates H. The paper's v2 calibrates one threshold per class; this gate uses
-one global threshold.
+leaks and inflates H. The paper's v2 calibrates one threshold per class:
+:func:`per_class_thresholds` does that (tau_c from the ID latents of class c), and the
+gate then compares a sample's score with tau of the seen class the seen expert predicts.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from ..errors import NotFittedError, RecipeError
 from .detectors import Detector
+from .metrics import score_threshold
 
 
 @dataclass
@@ -40,15 +42,30 @@ def _rate(routed: Tensor, members: Tensor) -> float | None:
     return None if count == 0 else float((routed & members).sum()) / count
 
 
-def gated_predictions(scores: Tensor, threshold: float, seen_logits: Tensor,
+def per_class_thresholds(scores_id: Tensor, labels_id: Tensor, seen_classes: Tensor,
+                         tpr: float = 0.95, min_count: int = 20) -> Tensor:
+    """tau_c keeping ``tpr`` of class c's ID scores on the seen side, one per entry of
+    ``seen_classes`` (column order of the seen logits). A class with fewer than
+    ``min_count`` ID samples takes the global threshold instead."""
+    scores_id, labels_id = scores_id.reshape(-1), torch.as_tensor(labels_id).reshape(-1)
+    overall = score_threshold(scores_id, tpr)
+    taus = []
+    for c in torch.as_tensor(seen_classes).tolist():
+        members = scores_id[labels_id.to(scores_id.device) == c]
+        taus.append(score_threshold(members, tpr) if members.numel() >= min_count else overall)
+    return torch.tensor(taus, dtype=torch.float64, device=scores_id.device)
+
+
+def gated_predictions(scores: Tensor, threshold: float | Tensor, seen_logits: Tensor,
                       unseen_logits: Tensor, seen_classes: Tensor, unseen_classes: Tensor,
                       labels: Tensor | None = None) -> GateResult:
     """Route each sample by its outlier score and take the chosen expert's argmax.
 
     ``seen_logits`` (N, S) are restricted to the seen classes listed in ``seen_classes``
     (S class ids, column order), ``unseen_logits`` (N, U) likewise for ``unseen_classes``.
-    Predictions are global class ids. ``labels`` (true class ids), if given, yield the
-    gate rates.
+    Predictions are global class ids. ``threshold`` is one float, or one value per seen
+    class (:func:`per_class_thresholds`), applied to the class the seen expert predicts.
+    ``labels`` (true class ids), if given, yield the gate rates.
     """
     scores = scores.reshape(-1)
     n = scores.shape[0]
@@ -59,9 +76,15 @@ def gated_predictions(scores: Tensor, threshold: float, seen_logits: Tensor,
             f"match {n} scores and {len(seen_classes)} seen / {len(unseen_classes)} unseen classes")
     seen_classes = torch.as_tensor(seen_classes, device=scores.device)
     unseen_classes = torch.as_tensor(unseen_classes, device=scores.device)
+    seen_choice = seen_logits.argmax(dim=1)
+    if isinstance(threshold, Tensor) and threshold.numel() > 1:
+        if threshold.numel() != len(seen_classes):
+            raise RecipeError(f"{threshold.numel()} per-class thresholds for "
+                              f"{len(seen_classes)} seen classes")
+        threshold = threshold.to(scores.device, scores.dtype)[seen_choice]
     routed_unseen = scores > threshold
     predictions = torch.where(routed_unseen, unseen_classes[unseen_logits.argmax(dim=1)],
-                              seen_classes[seen_logits.argmax(dim=1)])
+                              seen_classes[seen_choice])
     result = GateResult(predictions, routed_unseen)
     if labels is not None:
         labels = torch.as_tensor(labels, device=scores.device).reshape(-1)
