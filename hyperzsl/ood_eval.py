@@ -18,6 +18,7 @@ import torch
 
 from . import report
 from .detect import build_detector, gated_predictions, ood_metrics, roc_curve
+from .detect.gate import per_class_thresholds
 from .gzsl import harmonic_mean, per_class_accuracy
 
 DEFAULT_DETECTORS = ("nearest_class", "knn", "mahalanobis", "vmf", "msp", "energy")
@@ -72,17 +73,21 @@ def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: flo
     out = {"ungated": ungated, "detectors": {}, "scores": {}}
     for name, det, tau in fitted:
         metrics, scores = _scored(det, tau, z["test_seen"], z["test_unseen"], tpr)
-        gated = {}
-        for split in ("test_seen", "test_unseen"):
-            res = gated_predictions(det.score(z[split]), tau, logits[split][:, seen],
-                                    logits[split][:, unseen], seen, unseen, y[split])
-            gated[split] = res
-        g = {"S": per_class_accuracy(gated["test_seen"].predictions, y["test_seen"]),
-             "U": per_class_accuracy(gated["test_unseen"].predictions, y["test_unseen"])}
-        g["H"] = harmonic_mean(g["S"], g["U"])
-        metrics.update(gated_S=g["S"], gated_U=g["U"], gated_H=g["H"],
-                       seen_routed_seen=gated["test_seen"].seen_to_seen,
-                       unseen_routed_unseen=gated["test_unseen"].unseen_to_unseen)
+        # one global threshold, and one per seen class (the boundary paper's v2), both
+        # from trainval codes only
+        taus = per_class_thresholds(det.score(z["trainval"]), y["trainval"], seen, tpr)
+        for prefix, threshold in (("", tau), ("pc_", taus)):
+            gated = {split: gated_predictions(det.score(z[split]), threshold,
+                                              logits[split][:, seen], logits[split][:, unseen],
+                                              seen, unseen, y[split])
+                     for split in ("test_seen", "test_unseen")}
+            g = {"S": per_class_accuracy(gated["test_seen"].predictions, y["test_seen"]),
+                 "U": per_class_accuracy(gated["test_unseen"].predictions, y["test_unseen"])}
+            metrics.update({f"{prefix}gated_S": g["S"], f"{prefix}gated_U": g["U"],
+                            f"{prefix}gated_H": harmonic_mean(g["S"], g["U"]),
+                            f"{prefix}seen_routed_seen": gated["test_seen"].seen_to_seen,
+                            f"{prefix}unseen_routed_unseen":
+                                gated["test_unseen"].unseen_to_unseen})
         out["detectors"][name] = metrics
         out["scores"][name] = scores
     return out
@@ -125,7 +130,8 @@ def format_ood_table(result: dict) -> str:
     title = (f"seen (ID) vs unseen (OOD); ungated S {100 * u['S']:.1f} U {100 * u['U']:.1f} "
              f"H {100 * u['H']:.1f}")
     return _detector_table(result, ["seen_routed_seen", "unseen_routed_unseen", "gated_S",
-                                    "gated_U", "gated_H"], title)
+                                    "gated_U", "gated_H", "pc_seen_routed_seen",
+                                    "pc_unseen_routed_unseen", "pc_gated_H"], title)
 
 
 def format_ood_set_table(name: str, result: dict) -> str:

@@ -132,6 +132,11 @@ def test_eval_ood_seen_vs_unseen(demo_run):
     assert 0.8 < nc["seen_routed_seen"] <= 1.0  # threshold keeps 95 % of trainval codes
     assert nc["gated_H"] == pytest.approx(
         2 * nc["gated_S"] * nc["gated_U"] / (nc["gated_S"] + nc["gated_U"]))
+    # per-class thresholds (also from trainval) route at least as many seen samples
+    # somewhere sensible: both rates are valid fractions and H is consistent
+    assert 0 < nc["pc_seen_routed_seen"] <= 1 and 0 <= nc["pc_unseen_routed_unseen"] <= 1
+    assert nc["pc_gated_H"] == pytest.approx(
+        2 * nc["pc_gated_S"] * nc["pc_gated_U"] / (nc["pc_gated_S"] + nc["pc_gated_U"]))
     for name in ("ood_roc.png", "ood_hist.png", "ood_table.md"):
         assert os.path.isfile(os.path.join(demo_run, name))
     assert eval_main([demo_run, "--ood", "--detector", "knnn"]) == 2
