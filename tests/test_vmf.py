@@ -373,6 +373,7 @@ def test_family_options_and_errors():
     for options in ({"alignment": "sinkhorn"}, {"kappa_min": -1.0}, {"kappa_min": "1"},
                     {"kappa_init": 1.0}, {"kappa_min": 5.0, "kappa_init": 4.0},
                     {"radius": 0}, {"radius": "sqrt"}, {"radius": True},
+                    {"kappa_scale": 0}, {"kappa_scale": "big"},
                     {"grad_correction": 1}, {"sync_free": "no"}, {"sample_scale": "exp_logvar"}):
         with pytest.raises(RecipeError):
             build_family("vmf", 8, options=options)
@@ -385,11 +386,13 @@ def test_family_options_and_errors():
 
 
 @pytest.mark.parametrize("name", ["vmf", "power_spherical"])
-def test_encoder_heads_start_at_kappa_init(name):
+@pytest.mark.parametrize("scale", [1.0, 7.5, "auto"])
+def test_encoder_heads_start_at_kappa_init(name, scale):
     """A fresh encoder's concentration is kappa_init for a zero hidden layer (the bias
-    alone), whatever kappa_min is."""
+    alone), whatever kappa_min and kappa_scale are."""
     from hyperzsl.model import MultimodalVAE
-    fam = build_family(name, 6, options={"kappa_min": 3.0, "kappa_init": 40.0})
+    fam = build_family(name, 6, options={"kappa_min": 3.0, "kappa_init": 40.0,
+                                         "kappa_scale": scale})
     model = MultimodalVAE({"image": 5}, {"image": (7, 7)}, fam)
     enc = model.encoders["image"]
     head = enc.head(torch.zeros(1, 7))

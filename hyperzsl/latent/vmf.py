@@ -415,8 +415,8 @@ class SphericalFamily(LatentFamily):
     Subclasses provide the posterior class and its moments."""
 
     geometry = "sphere"
-    options = {"kappa_min": 1.0, "kappa_init": None, "alignment": "w2_like",
-               "radius": "sqrt_dim"}
+    options = {"kappa_min": 1.0, "kappa_init": None, "kappa_scale": 1.0,
+               "alignment": "w2_like", "radius": "sqrt_dim"}
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         super().__init__(latent_dim, **options)
@@ -434,6 +434,11 @@ class SphericalFamily(LatentFamily):
                 or not kmin < kinit < math.inf):
             raise RecipeError(f"model.family_options.kappa_init must be a number above "
                               f"kappa_min ({kmin}), got {kinit!r}")
+        scale = self.config["kappa_scale"]
+        if scale != "auto" and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                or not 0 < scale < math.inf):
+            raise RecipeError(f"model.family_options.kappa_scale must be a positive number or "
+                              f"'auto', got {scale!r}")
         radius = self.config["radius"]
         if radius != "sqrt_dim" and (isinstance(radius, bool) or not isinstance(
                 radius, (int, float)) or not 0 < radius < math.inf):
@@ -449,23 +454,28 @@ class SphericalFamily(LatentFamily):
     def head_size(self) -> int:
         return self.latent_dim + 1
 
+    def _kappa_scale(self) -> float:
+        scale = self.config["kappa_scale"]
+        if scale == "auto":
+            return (float(self.config["kappa_init"]) - float(self.config["kappa_min"])) / math.log(2)
+        return float(scale)
+
     def init_head(self, head) -> None:
-        """With ``kappa_init``, the concentration unit's bias starts at softplus^-1(kappa_init
-        - kappa_min), so every posterior starts concentrated and the KL (not Adam's step
-        size) decides how far kappa falls; default: bias 0, kappa = kappa_min + log 2."""
-        kinit = self.config["kappa_init"]
-        if kinit is not None:
-            excess = torch.tensor(float(kinit) - float(self.config["kappa_min"]),
-                                  dtype=torch.float64)
-            with torch.no_grad():
-                head.bias[self.latent_dim] = excess + torch.log(-torch.expm1(-excess))
+        """The concentration unit's bias starts where kappa = kappa_init, so every
+        posterior starts concentrated (bias 0 when kappa_scale is "auto")."""
+        excess = torch.tensor((float(self.config["kappa_init"]) - float(self.config["kappa_min"]))
+                              / self._kappa_scale(), dtype=torch.float64)
+        with torch.no_grad():
+            head.bias[self.latent_dim] = excess + torch.log(-torch.expm1(-excess))
+
     def split_head(self, head: Tensor) -> tuple[Tensor, Tensor]:
         if head.shape[-1] != self.head_size():
             raise SphericalDistributionError(
                 f"family '{self.name}' expects encoder heads of width {self.head_size()} "
                 f"(latent_dim + 1), got {head.shape[-1]}")
         loc = F.normalize(head[..., :self.latent_dim], dim=-1)
-        kappa = F.softplus(head[..., self.latent_dim]) + float(self.config["kappa_min"])
+        kappa = (self._kappa_scale() * F.softplus(head[..., self.latent_dim])
+                 + float(self.config["kappa_min"]))
         return loc, kappa
 
     def prior(self, batch_shape, device=None, dtype=None) -> HypersphericalUniform:
