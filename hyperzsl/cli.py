@@ -71,6 +71,10 @@ def _ood_check(args, recipe, prep) -> tuple[str, ...]:
             f"--ood: nothing to evaluate: {prep.fs.source} has no unseen test classes "
             f"(protocol (a), seen vs unseen) and the recipe has no ood.sets (protocol (b), "
             f"dataset vs dataset; README 'Out-of-distribution detection')")
+    if recipe.protocol.setting != "gzsl":
+        raise HyperzslError(
+            f"--ood needs protocol.setting gzsl (the gate and the classifier-based detectors "
+            f"use the seen classes' logits), got {recipe.protocol.setting!r}")
     detectors = tuple(args.detector or recipe.ood.detectors or DEFAULT_DETECTORS)
     for name in detectors:
         detector_class(name)

@@ -140,3 +140,4 @@ def test_eval_ood_seen_vs_unseen(demo_run):
     for name in ("ood_roc.png", "ood_hist.png", "ood_table.md"):
         assert os.path.isfile(os.path.join(demo_run, name))
     assert eval_main([demo_run, "--ood", "--detector", "knnn"]) == 2
+    assert eval_main([demo_run, "--ood", "--set", "protocol.setting=zsl"]) == 2
