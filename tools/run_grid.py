@@ -60,9 +60,10 @@ def run_one(label, recipe, overrides, seed, args) -> tuple[str, int, float]:
 
 
 def ood_summary(labels: list[str], out_dir: str) -> str:
-    """Mean +- std over seeds of each detector's AUROC, FPR95 (OOD-positive) and gated H."""
-    lines = ["| variant | detector | n | AUROC | FPR95 (OOD+) | gated H | ungated H |",
-             "|---|---|---|---|---|---|---|"]
+    """Mean +- std over seeds of each detector's AUROC, FPR95 (OOD-positive) and gated H
+    (global and per-class thresholds)."""
+    lines = ["| variant | detector | n | AUROC | FPR95 (OOD+) | gated H | per-class gated H "
+             "| ungated H |", "|---|---|---|---|---|---|---|---|"]
     for label in labels:
         runs = sorted(d for d in os.listdir(out_dir) if d.startswith(f"{label}_s")
                       and os.path.isfile(os.path.join(out_dir, d, "ood.json")))
@@ -82,7 +83,9 @@ def ood_summary(labels: list[str], out_dir: str) -> str:
         for name, ms in per_det.items():
             lines.append(f"| {label} | {name} | {len(ms)} | {fmt([m['auroc'] for m in ms])} | "
                          f"{fmt([m['fpr95_ood_pos'] for m in ms])} | "
-                         f"{fmt([m['gated_H'] for m in ms])} | {fmt(ungated)} |")
+                         f"{fmt([m['gated_H'] for m in ms])} | "
+                         f"{fmt([m.get('pc_gated_H', float('nan')) for m in ms])} | "
+                         f"{fmt(ungated)} |")
     return "\n".join(lines)
 
 
