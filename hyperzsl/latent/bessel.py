@@ -309,7 +309,25 @@ _QUANTITIES = {
 }
 
 
-class _BesselFunction(torch.autograd.Function):
+class SlopeFunction(torch.autograd.Function):
+    """Base for functions whose ``forward(x, *constants)`` returns (value, slope) with
+    slope = d value / d x computed in the same pass: backward is grad * slope, and only
+    the first input is differentiable."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+        ctx.constants = len(inputs) - 1
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad, _unused):
+        (slope,) = ctx.saved_tensors
+        return (grad * slope,) + (None,) * ctx.constants
+
+
+class _BesselFunction(SlopeFunction):
     """value(x) with backward grad * slope(x); slope comes from the same forward pass."""
 
     generate_vmap_rule = True
@@ -322,16 +340,6 @@ class _BesselFunction(torch.autograd.Function):
         value, slope = value_fn(nu, xc, parts), slope_fn(nu, xc, parts)
         return value.to(x.dtype).reshape(x.shape), slope.to(x.dtype).reshape(x.shape)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.mark_non_differentiable(output[1])
-        ctx.save_for_backward(output[1])
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad, _unused):
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None, None, None
 
 
 def _prepare(x, compute_dtype) -> Tensor:

@@ -12,15 +12,14 @@ import math
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
-from torch.distributions import Distribution, Gamma, constraints
+from torch.distributions import Gamma
 from torch.distributions.kl import register_kl
 
-from .bessel import (bessel_parts, log_normalizer_plus_kappa, log_sphere_area,
+from .bessel import (SlopeFunction, bessel_parts, log_normalizer_plus_kappa, log_sphere_area,
                      mean_resultant_length, one_minus_mrl)
-from .vmf import (HypersphericalUniform, SphericalFamily, VonMisesFisher, assemble,
-                  broadcast_batch, half_chord2, safe_sqrt, same_ambient_dim, spherical_params,
-                  sphere)
+from .vmf import (HypersphericalUniform, SphericalDistribution, SphericalFamily,
+                  VonMisesFisher, assemble, broadcast_batch, half_chord2, safe_sqrt,
+                  same_ambient_dim)
 
 NEWTON_STEPS = 6     # from Banerjee's start, Newton in log kappa converges to float64 in <= 5
 
@@ -60,23 +59,8 @@ def ps_one_minus_mrl(d: int, kappa: Tensor) -> Tensor:
     return (d - 1.0) / (kappa + (d - 1.0))
 
 
-class PowerSpherical(Distribution):
+class PowerSpherical(SphericalDistribution):
     """Power Spherical distribution on S^{d-1}: density N(kappa, d)^{-1} (1 + mu.z)^kappa."""
-
-    arg_constraints = {"loc": sphere, "concentration": constraints.nonnegative}
-    support = sphere
-    has_rsample = True
-
-    def __init__(self, loc: Tensor, concentration, validate_args=None):
-        validate = Distribution._validate_args if validate_args is None else validate_args
-        self.loc, self.concentration = spherical_params(loc, concentration, validate,
-                                                        "PowerSpherical")
-        super().__init__(self.concentration.shape, self.loc.shape[-1:], validate_args=False)
-        self._validate_args = validate
-
-    @property
-    def ambient_dim(self) -> int:
-        return self.loc.shape[-1]
 
     @property
     def mean(self) -> Tensor:
@@ -159,7 +143,7 @@ def _solve_mrl(m: int, rho: Tensor, beta: Tensor) -> Tensor:
     return k
 
 
-class _InverseMRL(torch.autograd.Function):
+class _InverseMRL(SlopeFunction):
     """kappa_vmf(kappa_ps) with an implicit-function backward: d kappa_vmf / d kappa_ps =
     (d rho / d kappa_ps) / A_m'(kappa_vmf)."""
 
@@ -175,16 +159,6 @@ class _InverseMRL(torch.autograd.Function):
         slope = beta * beta / (m - 1.0) / bessel_parts(0.5 * m - 1.0, kv).da
         return tuple(t.to(kappa_ps.dtype).reshape(kappa_ps.shape) for t in (kv, slope))
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.mark_non_differentiable(output[1])
-        ctx.save_for_backward(output[1])
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad, _unused):
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None
 
 
 def kappa_ps_to_vmf(m: int, kappa: Tensor) -> Tensor:

@@ -246,7 +246,28 @@ class HypersphericalUniform(Distribution):
                           dtype=self._dtype, device=self._device)
 
 
-class VonMisesFisher(Distribution):
+class SphericalDistribution(Distribution):
+    """Shared set-up of the (loc, concentration) distributions on S^{m-1}: parameters
+    checked and broadcast by :func:`spherical_params`, batch shape = concentration's,
+    event shape (m,)."""
+
+    arg_constraints = {"loc": sphere, "concentration": constraints.nonnegative}
+    support = sphere
+    has_rsample = True
+
+    def __init__(self, loc: Tensor, concentration, validate_args=None):
+        validate = Distribution._validate_args if validate_args is None else validate_args
+        self.loc, self.concentration = spherical_params(loc, concentration, validate,
+                                                        type(self).__name__)
+        super().__init__(self.concentration.shape, self.loc.shape[-1:], validate_args=False)
+        self._validate_args = validate
+
+    @property
+    def ambient_dim(self) -> int:
+        return self.loc.shape[-1]
+
+
+class VonMisesFisher(SphericalDistribution):
     """vMF(mu, kappa) on S^{m-1}: density C_m(kappa) exp(kappa mu . z), kappa >= 0.
 
     Gradient correction (on by default): ``rsample`` returns z, whose pathwise
@@ -257,24 +278,12 @@ class VonMisesFisher(Distribution):
     unbiased kappa-gradient E[df/dkappa + f dphi/dkappa].
     """
 
-    arg_constraints = {"loc": sphere, "concentration": constraints.nonnegative}
-    support = sphere
-    has_rsample = True
-
     def __init__(self, loc: Tensor, concentration, grad_correction: bool = True,
                  sync_free: bool = False, validate_args=None):
-        validate = Distribution._validate_args if validate_args is None else validate_args
-        self.loc, self.concentration = spherical_params(loc, concentration, validate,
-                                                        "VonMisesFisher")
         self.grad_correction = grad_correction
         self.sync_free = sync_free
         self.score: Tensor | None = None
-        super().__init__(self.concentration.shape, self.loc.shape[-1:], validate_args=False)
-        self._validate_args = validate
-
-    @property
-    def ambient_dim(self) -> int:
-        return self.loc.shape[-1]
+        super().__init__(loc, concentration, validate_args)
 
     @property
     def mean_resultant_length(self) -> Tensor:
@@ -544,7 +553,8 @@ class VMFFamily(SphericalFamily):
         return q.concentration
 
 
-__all__ = ["SphericalDistributionError", "HypersphericalUniform", "VonMisesFisher",
+__all__ = ["SphericalDistributionError", "HypersphericalUniform", "SphericalDistribution",
+           "VonMisesFisher",
            "VMFFamily", "SphericalFamily", "PROPOSALS", "sphere", "check_ambient_dim",
            "spherical_params", "householder_rotate", "uniform_directions", "assemble",
            "safe_sqrt", "half_chord2", "same_ambient_dim", "broadcast_batch",
