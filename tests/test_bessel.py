@@ -34,6 +34,14 @@ TOLERANCES = {
 }
 
 
+@pytest.fixture(autouse=True, params=["fused", "split"])
+def evaluation(request, monkeypatch):
+    """Every test runs under both evaluation strategies of the core (bessel module
+    docstring): fused everywhere, and split for every float64 CPU batch however small."""
+    monkeypatch.setattr(bessel, "SPLIT_MIN", 0 if request.param == "split" else 2 ** 62)
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def ref():
     data = np.load(FIXTURE)
@@ -281,3 +289,29 @@ def test_does_not_use_scipy(monkeypatch):
         total = kl_vmf_uniform(m, kappa).sum() + vmf_log_normalizer(m, kappa).sum()
         total.backward()
     assert torch.isfinite(kappa.grad).all()
+
+
+@pytest.mark.parametrize("compute_dtype", [F64, F32])
+def test_split_and_fused_evaluation_agree(compute_dtype):
+    """The split path cuts each band's polynomials to the degree it needs; on a dense
+    log-uniform grid (every band and every band edge) it must match the fused path to a
+    few units of the compute dtype's precision in every value; dA/dx, whose own error is
+    larger (TOLERANCES["da"]), to that error."""
+    gen = torch.Generator().manual_seed(0)
+    x = (10 ** (-3 + 8 * torch.rand(40000, generator=gen, dtype=F64))).to(compute_dtype)
+    eps = torch.finfo(compute_dtype).eps
+    da_tol = TOLERANCES[(compute_dtype, compute_dtype)]["da"]
+    worst = {}
+    for m in (2, 3, 5, 16, 64, 512, 1024):
+        c = bessel._constants(m / 2 - 1, compute_dtype, x.device)
+        xs = torch.cat([x, c.edges, c.edges * (1 + eps), torch.zeros(1)])
+        fused = bessel.bessel_parts(m / 2 - 1, xs, split=False)
+        split = bessel.bessel_parts(m / 2 - 1, xs, split=True)
+        for name, f, s in zip(bessel.BesselParts._fields, fused, split):
+            scale = f.abs().clamp(min=1.0) if name in ("log_ive", "lx", "kl") else f.abs()
+            err = ((s - f).abs() / scale).nan_to_num(nan=0.0, posinf=0.0).max().item()
+            assert torch.equal(s.isnan(), f.isnan()), (m, name)
+            worst[name] = max(worst.get(name, (0.0,)), (err, m))
+    print(worst)
+    failed = {n: w for n, w in worst.items() if w[0] > (da_tol if n == "da" else 64 * eps)}
+    assert not failed, failed
