@@ -2,7 +2,8 @@
 
 Latent training data per class: ``seen_samples`` posterior samples of image-encoder
 latents per seen class, ``unseen_samples`` posterior samples of side-information-encoder
-latents per unseen class (few-shot: plus ``shot_samples`` image latents from the shots).
+latents per unseen class (few-shot: plus ``shot_samples`` image latents from the shots),
+drawn from the side posteriors widened by ``unseen_spread`` (1: as learned, the paper).
 A linear softmax classifier is trained on them; test images are encoded by their
 deterministic code (the posterior mean). Reported numbers are those after the last
 classifier epoch: nothing is selected on test data.
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import DataError
 from .model import MultimodalVAE, xavier_init
 
 # Classifier epochs of the official code (single_experiment.py L66-110), used by
@@ -74,6 +76,36 @@ def transfer_shots(splits: dict, labels: np.ndarray, shots: int, seed: int) -> d
     return out
 
 
+def validation_splits(splits: dict, labels: np.ndarray, holdout: float, seed: int,
+                      source: str = "data") -> dict:
+    """The validation protocol on the xlsa17 train/val class split: trainval = train_loc
+    minus a held-out share of each class's images (at least one per class), test_seen = that
+    share, test_unseen = val_loc. The VAE and every knob chosen on it never see the test
+    split; val classes must be disjoint from train classes, or it is not zero-shot."""
+    missing = [k for k in ("train", "val") if splits.get(k) is None or not len(splits[k])]
+    if missing:
+        raise DataError(f"{source}: protocol.split 'validation' needs the train_loc and "
+                        f"val_loc splits; missing or empty: {missing}")
+    train, val = splits["train"], splits["val"]
+    shared = np.intersect1d(labels[train], labels[val])
+    if shared.size:
+        raise DataError(f"{source}: train_loc and val_loc share classes {shared[:10].tolist()}"
+                        f"; the validation protocol needs disjoint (zero-shot) val classes")
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels[train]):
+        rows = train[labels[train] == c]
+        if rows.size < 2:
+            raise DataError(f"{source}: class {c} has {rows.size} train_loc image(s); the "
+                            f"validation protocol holds out at least one per class")
+        rows = rows[rng.permutation(rows.size)]
+        n = min(rows.size - 1, max(1, round(holdout * rows.size)))
+        held.append(rows[:n])
+        keep.append(rows[n:])
+    return {"trainval": np.sort(np.concatenate(keep)), "test_seen": np.sort(np.concatenate(held)),
+            "test_unseen": np.sort(val)}
+
+
 def select_rows(rows: Tensor, n: int, how: str, generator: torch.Generator | None) -> Tensor:
     """n rows of one class: ``first_n`` repeats the class block in dataset order and keeps
     the first n (official code); ``random`` draws uniformly with replacement."""
@@ -112,7 +144,8 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
     for c in unseen.tolist():
         for i, name in enumerate(names):  # several side infos share the per-class budget
             n = n_side // len(names) + (i < n_side % len(names))
-            zs.append(model.samples(name, side[name][c].expand(n, -1)))
+            zs.append(model.samples(name, side[name][c].expand(n, -1),
+                                    spread=cfg.unseen_spread))
             ys.append(torch.full((n,), c, device=features.device))
         if few_shot:
             shot_rows = torch.as_tensor(splits["shots"], device=features.device)

@@ -89,7 +89,9 @@ class MultimodalVAE(nn.Module):
                           for chunk in x.split(batch_size)])
 
     @torch.no_grad()
-    def samples(self, modality: str, x: Tensor, batch_size: int = 8192) -> Tensor:
-        """Posterior samples, one per input row (classifier-stage training data)."""
-        return torch.cat([self.family.sample(self.encode(modality, chunk))
+    def samples(self, modality: str, x: Tensor, batch_size: int = 8192,
+                spread: float = 1.0) -> Tensor:
+        """Posterior samples, one per input row (classifier-stage training data);
+        ``spread`` widens the posteriors (LatentFamily.sample)."""
+        return torch.cat([self.family.sample(self.encode(modality, chunk), spread)
                           for chunk in x.split(batch_size)])

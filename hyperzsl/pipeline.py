@@ -2,6 +2,7 @@
 stage. The CLI and the tests both drive this module."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from .data import (FeatureSet, SideInfoSpec, load_feature_file, load_ood_feature
                    load_xlsa17, make_synthetic, scale_features, scale_new_rows)
 from .errors import DataError, RecipeError
 from .gzsl import (PAPER_CLASSIFIER_EPOCHS, build_classifier_data, train_classifier,
-                   transfer_shots)
+                   transfer_shots, validation_splits)
 from .latent import build_family
 from .model import MultimodalVAE
 from .objective import TERMS, Objective, Warmup
@@ -151,6 +152,10 @@ def prepare(recipe: Recipe, device: torch.device, load_ood: bool = True) -> Prep
     """Data on the device; with ``load_ood`` also the recipe's OOD sets (so that a missing
     OOD file stops a run before anything is written)."""
     fs = load_data(recipe)
+    if recipe.protocol.split == "validation":
+        # a new FeatureSet, so scaling is fitted on the validation trainval only
+        fs = dataclasses.replace(fs, splits=validation_splits(
+            fs.splits, fs.labels, recipe.protocol.validation_holdout, recipe.seed, fs.source))
     if IMAGE in fs.side_info:
         raise DataError(f"side information may not be called '{IMAGE}' (reserved for the "
                         f"image features); set data.side_info[].name")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -108,6 +109,10 @@ class ClassifierConfig:
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     batch_size: int = 32
+    # Widen the side-information posteriors the unseen classes' latents are drawn from
+    # (1 = as learned, the paper). A seen/unseen calibration knob: choose it on the
+    # validation split (protocol.split: validation), never on test.
+    unseen_spread: float = 1.0
 
 
 @dataclass
@@ -115,6 +120,11 @@ class ProtocolConfig:
     setting: Literal["gzsl", "zsl"] = "gzsl"
     shots: int = 0
     shots_seed: Optional[int] = None
+    # "validation": train on train_loc minus a held-out share of its images per class,
+    # test on that share (seen) and on val_loc (unseen: classes disjoint from train_loc),
+    # so classifier-stage knobs are chosen without the test split.
+    split: Literal["test", "validation"] = "test"
+    validation_holdout: float = 0.2
 
 
 @dataclass
@@ -329,6 +339,13 @@ def resolve(recipe: Recipe) -> Recipe:
             raise RecipeError(f"train.{key} must be >= 1")
     if recipe.protocol.shots < 0:
         raise RecipeError("protocol.shots must be >= 0")
+    spread = recipe.classifier.unseen_spread
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 < spread < math.inf:
+        raise RecipeError(f"classifier.unseen_spread must be a positive number, got {spread!r}")
+    holdout = recipe.protocol.validation_holdout
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
+        raise RecipeError(f"protocol.validation_holdout must be a fraction in (0, 1), "
+                          f"got {holdout!r}")
     if recipe.data.kind != "synthetic" and not recipe.data.path:
         raise RecipeError(f"data.path is required for data.kind '{recipe.data.kind}'")
     if not recipe.data.side_info:

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from hyperzsl.gzsl import harmonic_mean, per_class_accuracy, select_rows, transfer_shots
+from hyperzsl.errors import DataError
+from hyperzsl.gzsl import (harmonic_mean, per_class_accuracy, select_rows, transfer_shots,
+                          validation_splits)
 
 
 def test_per_class_accuracy_is_mean_of_class_rates():
@@ -44,3 +46,38 @@ def test_transfer_shots_seeded_and_disjoint():
     assert np.bincount(labels[a["shots"]], minlength=4).tolist() == [0, 0, 3, 3]
     with pytest.raises(ValueError, match="cannot move"):
         transfer_shots(splits, labels, 10, seed=0)
+
+
+def _val_data():
+    labels = np.repeat(np.arange(10), 10)          # 10 classes x 10 images
+    splits = {"train": np.flatnonzero(labels < 6), "val": np.flatnonzero((labels >= 6)
+                                                                          & (labels < 8))}
+    return labels, splits
+
+
+def test_validation_splits_hold_out_images_and_use_val_classes_as_unseen():
+    labels, splits = _val_data()
+    out = validation_splits(splits, labels, 0.2, seed=0)
+    assert set(out) == {"trainval", "test_seen", "test_unseen"}
+    assert np.intersect1d(out["trainval"], out["test_seen"]).size == 0
+    assert np.array_equal(np.sort(np.concatenate([out["trainval"], out["test_seen"]])),
+                          splits["train"])
+    for c in range(6):                               # 2 of each class's 10 held out
+        assert (labels[out["test_seen"]] == c).sum() == 2
+    assert np.array_equal(out["test_unseen"], splits["val"])
+    again = validation_splits(splits, labels, 0.2, seed=0)
+    assert all(np.array_equal(out[k], again[k]) for k in out)
+    other = validation_splits(splits, labels, 0.2, seed=1)
+    assert not np.array_equal(out["test_seen"], other["test_seen"])
+
+
+def test_validation_splits_errors_name_the_problem():
+    labels, splits = _val_data()
+    with pytest.raises(DataError, match="val_loc"):
+        validation_splits({"train": splits["train"]}, labels, 0.2, 0)
+    shared = {"train": splits["train"], "val": np.flatnonzero(labels == 0)}
+    with pytest.raises(DataError, match="share classes"):
+        validation_splits(shared, labels, 0.2, 0)
+    lonely = {"train": np.array([0, 10, 11]), "val": splits["val"]}
+    with pytest.raises(DataError, match="class 0 has 1 train_loc"):
+        validation_splits(lonely, labels, 0.2, 0)

@@ -178,3 +178,15 @@ def test_classification_term_trains_the_latent_classifier():
         total.backward()
         opt.step()
     assert parts["classification"].item() < 0.5 * first
+
+
+@pytest.mark.parametrize("mode", ["faithful", "clean"])
+def test_gaussian_sample_spread_scales_the_deviation_from_the_code(mode):
+    fam = build_family("gaussian", 6, mode=mode)
+    q = DiagonalGaussian(torch.randn(4, 6, dtype=torch.float64),
+                         torch.randn(4, 6, dtype=torch.float64))
+    torch.manual_seed(3)
+    plain = fam.sample(q)
+    torch.manual_seed(3)
+    wide = fam.sample(q, spread=2.5)
+    torch.testing.assert_close(wide - q.loc, 2.5 * (plain - q.loc), rtol=1e-12, atol=1e-12)

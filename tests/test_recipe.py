@@ -20,6 +20,9 @@ from hyperzsl.recipe import load_recipe, recipe_from_dict
     ({"model": {"image_hidden": [10]}}, "model.image_hidden must be"),
     ({"data": {"kind": "xlsa17"}}, "data.path is required"),
     ({"data": {"side_info": [{"kee": "att"}]}}, "data.side_info\\[0\\].kee"),
+    ({"classifier": {"unseen_spread": 0}}, "classifier.unseen_spread must be a positive"),
+    ({"protocol": {"split": "val"}}, "protocol.split"),
+    ({"protocol": {"validation_holdout": 1.0}}, "validation_holdout must be a fraction"),
 ])
 def test_bad_recipes_are_named(raw, match):
     with pytest.raises(RecipeError, match=match):

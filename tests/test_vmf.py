@@ -398,3 +398,19 @@ def test_encoder_heads_start_at_kappa_init(name, scale):
     head = enc.head(torch.zeros(1, 7))
     torch.testing.assert_close(fam.posterior(head).concentration,
                                torch.tensor([40.0]), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("name", ["vmf", "power_spherical"])
+def test_sample_spread_divides_the_concentration(name):
+    """spread s draws from the posterior with kappa / s^2 (classifier.unseen_spread): the
+    mean resultant length of the samples must be that of the widened posterior."""
+    fam = build_family(name, 16, options={"radius": 1.0})
+    n = 20000
+    loc = torch.zeros(n, 16, dtype=torch.float64)
+    loc[:, 0] = 1.0
+    q = fam.with_concentration(loc, torch.full((n,), 400.0, dtype=torch.float64))
+    torch.manual_seed(0)
+    cos = fam.sample(q, spread=4.0)[:, 0]
+    want = fam.rho(fam.with_concentration(loc[:1], torch.full((1,), 25.0, dtype=torch.float64)))
+    assert abs(cos.mean().item() - want.item()) < 5 * cos.std().item() / n ** 0.5
+    assert abs(fam.sample(q)[:, 0].mean().item() - fam.rho(q)[0].item()) < 1e-3

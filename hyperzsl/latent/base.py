@@ -80,9 +80,11 @@ class LatentFamily(abc.ABC):
 
     # --- latents ---------------------------------------------------------------------
     @abc.abstractmethod
-    def sample(self, q: Distribution) -> Tensor:
+    def sample(self, q: Distribution, spread: float = 1.0) -> Tensor:
         """A reparameterised sample z ~ q (batch, latent_dim) used in training and in the
-        classifier stage. Families may implement documented reference quirks here."""
+        classifier stage. Families may implement documented reference quirks here.
+        ``spread`` > 1 draws from q widened about its code by that factor (the deviation
+        from the code scales by ``spread``): the classifier stage's ``unseen_spread``."""
 
     def surrogate_loss(self, q: Distribution, per_sample_loss: Tensor) -> Tensor:
         """``per_sample_loss`` (a function of ``sample(q)``) with any gradient correction

@@ -72,14 +72,14 @@ class GaussianFamily(LatentFamily):
         d_sd = (torch.exp(0.5 * q_a.logvar) - torch.exp(0.5 * q_b.logvar)).pow(2).sum(-1)
         return torch.sqrt(d_mu + d_sd)
 
-    def sample(self, q: DiagonalGaussian) -> Tensor:
+    def sample(self, q: DiagonalGaussian, spread: float = 1.0) -> Tensor:
         if self.config["sample_scale"] == "exp_logvar":
             scale = q.logvar.exp()
         else:
             scale = torch.exp(0.5 * q.logvar)
         eps_shape = q.loc.shape[:-1] + (1,) if self.config["shared_epsilon"] else q.loc.shape
         eps = torch.randn(eps_shape, device=q.loc.device, dtype=q.loc.dtype)
-        return q.loc + scale * eps
+        return q.loc + (scale * spread if spread != 1.0 else scale) * eps
 
     def code(self, q: DiagonalGaussian) -> Tensor:
         return q.loc

@@ -183,8 +183,11 @@ class PowerSphericalFamily(SphericalFamily):
     name = "power_spherical"
 
     def posterior(self, head: Tensor) -> PowerSpherical:
-        loc, kappa = self.split_head(head)
-        return PowerSpherical(loc, kappa, validate_args=False)
+        return self.with_concentration(*self.split_head(head))
+
+    def with_concentration(self, q_or_loc, concentration: Tensor) -> PowerSpherical:
+        return PowerSpherical(getattr(q_or_loc, "loc", q_or_loc), concentration,
+                              validate_args=False)
 
     def kl(self, q: PowerSpherical) -> Tensor:
         return kl_ps_uniform(self.latent_dim, q.concentration)

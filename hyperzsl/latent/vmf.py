@@ -496,7 +496,11 @@ class SphericalFamily(LatentFamily):
         return symmetric_kl_from_moments(q_a.loc, self.rho(q_a), self.vmf_kappa(q_a),
                                          q_b.loc, self.rho(q_b), self.vmf_kappa(q_b))
 
-    def sample(self, q) -> Tensor:
+    def sample(self, q, spread: float = 1.0) -> Tensor:
+        """Widening divides kappa by spread^2: at large kappa the tangent deviation from
+        the mean direction has variance (m - 1) / kappa, so it scales by ``spread``."""
+        if spread != 1.0:
+            q = self.with_concentration(q, q.concentration / spread ** 2)
         return q.rsample() * self._radius()
 
     def code(self, q) -> Tensor:
@@ -505,6 +509,10 @@ class SphericalFamily(LatentFamily):
     def _radius(self) -> float:
         r = self.config["radius"]
         return self.latent_dim ** 0.5 if r == "sqrt_dim" else float(r)
+
+    @abc.abstractmethod
+    def with_concentration(self, q, concentration: Tensor):
+        """q's distribution type and settings with another concentration."""
 
     # --- moments used by align -----------------------------------------------------------
     @abc.abstractmethod
@@ -533,8 +541,11 @@ class VMFFamily(SphericalFamily):
     options = {**SphericalFamily.options, "grad_correction": True, "sync_free": False}
 
     def posterior(self, head: Tensor) -> VonMisesFisher:
-        loc, kappa = self.split_head(head)
-        return VonMisesFisher(loc, kappa, grad_correction=self.config["grad_correction"],
+        return self.with_concentration(*self.split_head(head))
+
+    def with_concentration(self, q_or_loc, concentration: Tensor) -> VonMisesFisher:
+        loc = getattr(q_or_loc, "loc", q_or_loc)
+        return VonMisesFisher(loc, concentration, grad_correction=self.config["grad_correction"],
                               sync_free=self.config["sync_free"], validate_args=False)
 
     def kl(self, q: VonMisesFisher) -> Tensor:
