@@ -301,7 +301,27 @@ def read_recipe_file(path: str, _chain: tuple[str, ...] = ()) -> dict:
     if not isinstance(base, str):
         raise RecipeError(f"{path}: 'extends' must be a path to another recipe, got {base!r}")
     base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base)
-    return deep_merge(read_recipe_file(base_path, _chain + (real,)), raw)
+    base_raw = read_recipe_file(base_path, _chain + (real,))
+    _pin_beside(base_raw, os.path.dirname(os.path.abspath(base_path)))
+    return deep_merge(base_raw, raw)
+
+
+def _pin_beside(raw: dict, recipe_dir: str) -> None:
+    """A base recipe's data.path and ood.sets[].path that exist only beside the base made
+    absolute, so they do not resolve against the extending recipe's folder instead."""
+    def pinned(value):
+        if not isinstance(value, str) or os.path.isabs(value) or os.path.exists(value):
+            return value
+        beside = os.path.join(recipe_dir, value)
+        return beside if os.path.exists(beside) else value
+
+    data = raw.get("data")
+    if isinstance(data, dict) and "path" in data:
+        data["path"] = pinned(data["path"])
+    sets = raw.get("ood", {}).get("sets") if isinstance(raw.get("ood"), dict) else None
+    for s in sets if isinstance(sets, list) else []:
+        if isinstance(s, dict) and "path" in s:
+            s["path"] = pinned(s["path"])
 
 
 def load_recipe(path: str, overrides: list[str] | None = None) -> Recipe:

@@ -86,3 +86,20 @@ def test_shipped_variants_change_only_what_they_say():
     assert vmf.model.family == "vmf"
     vmf.model.family, vmf.name = base.model.family, base.name
     assert vmf == base
+
+
+def test_extends_keeps_the_base_recipes_relative_paths(tmp_path, monkeypatch):
+    """A data path written relative to a base recipe in another folder is found beside
+    that base, not beside the extending recipe."""
+    base_dir, sub = tmp_path / "bases", tmp_path / "variants"
+    (base_dir / "data").mkdir(parents=True)
+    sub.mkdir()
+    (base_dir / "base.yaml").write_text(
+        "data: {kind: xlsa17, path: data}\n"
+        "ood: {sets: [{name: far, path: data/far.npz}, {name: gone, path: nowhere.npz}]}\n")
+    (base_dir / "data" / "far.npz").write_bytes(b"")
+    (sub / "child.yaml").write_text("extends: ../bases/base.yaml\nname: child\n")
+    monkeypatch.chdir(tmp_path)
+    r = load_recipe(str(sub / "child.yaml"))
+    assert r.data.path == str(base_dir / "data")
+    assert [s.path for s in r.ood.sets] == [str(base_dir / "data" / "far.npz"), "nowhere.npz"]
