@@ -27,7 +27,7 @@ from hyperzsl.errors import HyperzslError
 from hyperzsl.pipeline import run_classifier_stage
 from hyperzsl.runs import load_run
 
-DEFAULT_VALUES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+DEFAULT_VALUES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 
 
 def main(argv: list[str] | None = None) -> int:
