@@ -19,6 +19,7 @@ import numpy as np
 import scipy.special
 import torch
 
+from hyperzsl.latent import bessel
 from hyperzsl.latent.bessel import kl_vmf_uniform, log_sphere_area
 from hyperzsl.latent.vmf import VonMisesFisher
 
@@ -82,8 +83,10 @@ def kappas(batch: int, dtype, device) -> torch.Tensor:
 def cpu_table(quick: bool, compile_big: bool) -> None:
     print(f"KL(vMF||U) forward+backward, CPU, {torch.get_num_threads()} thread(s), "
           f"kappa log-uniform on {KAPPA_RANGE}; median ms (ratio = scipy / torch)")
+    print("eager = the default path (split evaluation for float64 from "
+          f"{bessel.SPLIT_MIN} elements); fused = every regime on every element (the CUDA path)")
     print(f"{'m':>4} {'B':>6} {'dtype':>8} {'compute':>8} {'eager':>8} {'scipy':>8} "
-          f"{'ratio':>7} {'compiled':>9} {'ratio':>7}")
+          f"{'ratio':>7} {'fused':>8} {'ratio':>7} {'compiled':>9} {'ratio':>7}")
     for m in (64, 512):
         for batch in (256, 65536):
             big = batch > 1000
@@ -99,6 +102,12 @@ def cpu_table(quick: bool, compile_big: bool) -> None:
                     ours = median_ms(fwd_bwd(kl, kappa), repeats)
                     line = (f"{m:>4} {batch:>6} {str(dtype)[6:]:>8} {str(compute)[6:]:>8} "
                             f"{ours:>8.2f} {ref:>8.2f} {ref / ours:>6.1f}x")
+                    split_min, bessel.SPLIT_MIN = bessel.SPLIT_MIN, 2 ** 62
+                    try:
+                        fused = median_ms(fwd_bwd(kl, kappa), repeats)
+                    finally:
+                        bessel.SPLIT_MIN = split_min
+                    line += f" {fused:>8.2f} {ref / fused:>6.1f}x"
                     if compile_big and big:
                         fast = median_ms(fwd_bwd(torch.compile(kl, dynamic=False), kappa), repeats)
                         line += f" {fast:>9.2f} {ref / fast:>6.1f}x"
