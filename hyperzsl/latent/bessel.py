@@ -18,11 +18,11 @@ order only (custom backwards from saved slopes; ``mrl_derivative`` is the except
 Two evaluation strategies give the same values to the compute dtype's accuracy:
 
 * fused (any device, no host sync): every regime on every element, merged by ``torch.where``;
-* split (CPU, float64, large batches): each element is evaluated once, by its own regime, with the
-  polynomials cut to the degree its band of arguments needs (far from the turning point the
-  Debye polynomial needs 6-9 of its 33 powers). This needs data-dependent shapes, i.e. host
-  syncs, which cost nothing on the CPU; it is never used on CUDA, under ``torch.compile`` or
-  under torch.func transforms.
+* split (CPU, float64, large batches): each element is evaluated once, by its own regime
+  (about half the work of fused on a log-uniform kappa batch). This needs data-dependent
+  shapes, i.e. host syncs, which cost nothing on the CPU; it is never used on CUDA, under
+  ``torch.compile`` or under torch.func transforms. (Cutting each regime's polynomials to
+  the degree a band of arguments needs was tried too: no gain measurable beside the split.)
 """
 from __future__ import annotations
 
@@ -39,11 +39,7 @@ NU_D = 15
 K_DEBYE = 12
 K_SERIES = 20
 SPLIT_MIN = 16384          # split evaluation on CPU from this many elements (below it the
-                           # per-band dispatch costs more than the work it saves)
-# Bands of the split path: the series in u = x^2 / (4 (nu + 1)) <= bound, Debye in
-# p = n / sqrt(n^2 + x^2) <= bound (the full polynomials cover u <= 1 and p <= 1).
-SERIES_BANDS = (0.01, 0.1)
-DEBYE_BANDS = (0.5, 0.25, 0.1, 0.03, 0.01)
+                           # indexing costs more than the work it saves)
 _COMPUTE_DTYPES = (torch.float32, torch.float64)
 # Bernoulli numbers B_2 .. B_16 for the Stirling series of lgamma (exact rationals).
 _BERNOULLI = (Fraction(1, 6), Fraction(-1, 30), Fraction(1, 42), Fraction(-1, 30),
@@ -105,26 +101,13 @@ def _debye_terms(n: float, dtype: torch.dtype) -> int:
     return K_DEBYE
 
 
-def _series_terms(dtype: torch.dtype, u_max: float = 1.0) -> int:
-    """Series terms for u = x^2 / (4 (nu + 1)) <= u_max, where t_k <= u^k / k!: the tail
-    after K terms is below 1.1 u_max^(K+1) / (K + 1)!; at most K_SERIES (18 in float64 and
-    11 in float32 for u_max = 1, x <= 2 sqrt(nu + 1))."""
+def _series_terms(dtype: torch.dtype) -> int:
+    """Series terms for x <= 2 sqrt(nu + 1), where t_k <= 1/k!: the tail after K terms is
+    below 1.1/(K + 1)!; at most K_SERIES (18 in float64, 11 in float32)."""
     for k in range(1, K_SERIES):
-        if u_max ** (k + 1) / math.factorial(k + 1) <= _tolerance(dtype):
+        if 1.0 / math.factorial(k + 1) <= _tolerance(dtype):
             return k
     return K_SERIES
-
-
-def _debye_degree(coefficients, p_max: float, dtype: torch.dtype) -> int:
-    """Fewest powers of p to keep of sum_i d_i p^i (and of its p-derivative, weight i) for
-    p <= p_max: the dropped tail sum_{i>D} i |d_i| p_max^i is negligible in ``dtype``."""
-    tail, degree = 0.0, len(coefficients)
-    while degree > 1:
-        tail += degree * abs(coefficients[degree - 1]) * p_max ** degree
-        if tail > _tolerance(dtype):
-            break
-        degree -= 1
-    return degree
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,8 +156,6 @@ class _Constants(NamedTuple):
     debye: tuple        # 3K tensors (2, 2, 1): [d_i, i d_i] x orders [n, n + 1]
     lgamma_nu1: float   # lgamma(nu + 1)
     stirling: float     # _stirling_remainder(n)
-    bands: tuple = ()   # split path: (is_series, _Constants cut to the band's degree), by x
-    edges: Tensor | None = None  # the bands' upper x bounds (all but the last)
 
 
 _CONSTANTS: dict[tuple, _Constants] = {}
@@ -202,31 +183,8 @@ def _build_constants(nu: float, dtype: torch.dtype, device: torch.device) -> _Co
         2.0 * math.sqrt(nu + 1.0), _columns(series), shift, order,
         as_t([[order], [order + 1.0]]), _columns(debye), math.lgamma(nu + 1.0),
         _stirling_remainder(order))
-    bands, edges = _split_bands(nu, built, d, dtype)
-    built = built._replace(bands=bands, edges=as_t(edges))
     _CONSTANTS[(nu, dtype, device)] = built
     return built
-
-
-def _split_bands(nu: float, c: _Constants, d: Tensor, dtype: torch.dtype):
-    """Bands of x for the split path, ascending, each with its regime and constants cut to
-    the fewest terms its arguments need (a band is kept only if it saves terms)."""
-    bands, edges = [], []
-    for u_max in SERIES_BANDS:
-        terms = _series_terms(dtype, u_max)
-        if terms < len(c.series) and (not bands or terms > len(bands[-1][1].series)):
-            bands.append((True, c._replace(series=c.series[:terms])))
-            edges.append(2.0 * math.sqrt((nu + 1.0) * u_max))
-    bands.append((True, c))
-    edges.append(c.x_switch)
-    bands.append((False, c))
-    for p_max in DEBYE_BANDS:       # p <= p_max at both orders when x >= (n + 1) sqrt(..)
-        x_min = (c.order + 1.0) * math.sqrt(1.0 / p_max ** 2 - 1.0)
-        degree = max(_debye_degree(row.tolist(), p_max, dtype) for row in d)
-        if x_min > c.x_switch and degree < len(bands[-1][1].debye):
-            bands.append((False, c._replace(debye=c.debye[:degree])))
-            edges.append(x_min)
-    return tuple(bands), edges
 
 
 def _columns(coef: Tensor) -> tuple[Tensor, ...]:
@@ -340,30 +298,29 @@ def bessel_parts(nu: float, x: Tensor, split: bool | None = None) -> BesselParts
     return _split(nu, x, c) if split else _fused(nu, x, c)
 
 
+def _high(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+    """Regime D or R, whichever the order needs, for x >= the series switch."""
+    return _recurrence(nu, x, c) if c.shift else _large_order(x, c)
+
+
 def _fused(nu: float, x: Tensor, c: _Constants) -> BesselParts:
     """Every regime on every element (inputs clamped per branch), merged with where."""
     small = x <= c.x_switch
     low = _series(nu, x.clamp(max=c.x_switch), c)
-    x_high = x.clamp(min=c.x_switch)
-    high = _recurrence(nu, x_high, c) if c.shift else _large_order(x_high, c)
+    high = _high(nu, x.clamp(min=c.x_switch), c)
     return BesselParts(*(torch.where(small, lo, hi) for lo, hi in zip(low, high)))
 
 
 def _split(nu: float, x: Tensor, c: _Constants) -> BesselParts:
-    """Each element by its own band only (NaN falls in the last band and stays NaN)."""
-    band = torch.bucketize(x, c.edges)
+    """Each element by its own regime only (NaN goes to the large-x side and stays NaN)."""
+    small = x <= c.x_switch
     pieces, where = [], []
-    for b, (is_series, cb) in enumerate(c.bands):
-        idx = (band == b).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            continue
-        xb = x.index_select(0, idx)
-        if is_series:
-            pieces.append(_series(nu, xb, cb))
-        else:
-            pieces.append(_recurrence(nu, xb, cb) if cb.shift else _large_order(xb, cb))
-        where.append(idx)
-    if not where:
+    for idx, regime in ((small.nonzero().squeeze(1), _series), ((~small).nonzero().squeeze(1),
+                                                                 _high)):
+        if idx.numel():
+            pieces.append(regime(nu, x.index_select(0, idx), c))
+            where.append(idx)
+    if not where:                                   # empty input
         return BesselParts(*(x,) * len(BesselParts._fields))
     order = torch.cat(where)
     return BesselParts(*(torch.empty_like(x).index_copy(0, order, torch.cat(column))
