@@ -320,11 +320,11 @@ def _split(nu: float, x: Tensor, c: _Constants) -> BesselParts:
         if idx.numel():
             pieces.append(regime(nu, x.index_select(0, idx), c))
             where.append(idx)
-    if not where:                                   # empty input
-        return BesselParts(*(x,) * len(BesselParts._fields))
-    order = torch.cat(where)
-    return BesselParts(*(torch.empty_like(x).index_copy(0, order, torch.cat(column))
-                         for column in zip(*pieces)))
+    out = [torch.empty_like(x) for _ in BesselParts._fields]
+    for idx, parts in zip(where, pieces):
+        for o, part in zip(out, parts):
+            o.scatter_(0, idx, part)
+    return BesselParts(*out)
 
 
 # ----------------------------------------------------------------------------------------
