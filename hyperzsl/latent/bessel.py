@@ -314,16 +314,12 @@ def _fused(nu: float, x: Tensor, c: _Constants) -> BesselParts:
 def _split(nu: float, x: Tensor, c: _Constants) -> BesselParts:
     """Each element by its own regime only (NaN goes to the large-x side and stays NaN)."""
     small = x <= c.x_switch
-    pieces, where = [], []
-    for idx, regime in ((small.nonzero().squeeze(1), _series), ((~small).nonzero().squeeze(1),
-                                                                 _high)):
-        if idx.numel():
-            pieces.append(regime(nu, x.index_select(0, idx), c))
-            where.append(idx)
+    groups = ((small.nonzero().squeeze(1), _series), ((~small).nonzero().squeeze(1), _high))
     out = [torch.empty_like(x) for _ in BesselParts._fields]
-    for idx, parts in zip(where, pieces):
-        for o, part in zip(out, parts):
-            o.scatter_(0, idx, part)
+    for idx, regime in groups:
+        if idx.numel():
+            for o, part in zip(out, regime(nu, x.index_select(0, idx), c)):
+                o.scatter_(0, idx, part)
     return BesselParts(*out)
 
 
