@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        recipe, model, prep, _ = load_run(args.run_dir)
+        recipe, model, prep, epoch = load_run(args.run_dir)
     except HyperzslError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
               f"unseen_spread needs a GZSL run on the validation split (choosing it on "
               f"test would be test-set selection)", file=sys.stderr)
         return 2
+    if epoch < recipe.train.epochs:
+        print(f"note: checkpoint is from epoch {epoch} of {recipe.train.epochs} (training "
+              f"did not finish, or is still running)")
     if any(not v > 0 for v in args.values):
         print("error: --values must be positive", file=sys.stderr)
         return 2
