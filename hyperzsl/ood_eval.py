@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import report
-from .detect import build_detector, gated_predictions, ood_metrics, roc_curve
+from .detect import build_detector, gated_predictions, ood_metrics, roc_curve, score_threshold
 from .detect.gate import per_class_thresholds
 from .gzsl import harmonic_mean, per_class_accuracy
 
@@ -33,8 +33,9 @@ def _detector(name: str, geometry: str, classifier):
 
 
 def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
-    """(trainval codes, trainval labels, [(name, detector, threshold)]): every detector
-    fitted on the trainval codes, its threshold keeping ``tpr`` of them as ID."""
+    """(trainval codes, trainval labels, [(name, detector, threshold, trainval scores)]):
+    every detector fitted on the trainval codes, its threshold keeping ``tpr`` of them as
+    ID (each split is scored once per detector: kNN scoring is the costly step)."""
     rows = torch.as_tensor(prep.splits["trainval"], device=prep.features.device)
     z, y = model.codes(image, prep.features[rows]), prep.labels[rows]
     side = next(iter(prep.side))
@@ -42,13 +43,14 @@ def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
     fitted = []
     for name in detectors:
         det = _detector(name, model.family.geometry, clf).fit(z, y, prototypes=prototypes)
-        fitted.append((name, det, det.threshold(z, tpr)))
+        s_trainval = det.score(z)
+        fitted.append((name, det, score_threshold(s_trainval, tpr), s_trainval))
     return z, y, fitted
 
 
-def _scored(det, tau: float, z_id, z_ood, tpr: float) -> tuple[dict, tuple]:
-    """Detection metrics of one detector on ID vs OOD codes, and the raw scores."""
-    s_id, s_ood = det.score(z_id).cpu().numpy(), det.score(z_ood).cpu().numpy()
+def _scored(tau: float, s_id, s_ood, tpr: float) -> tuple[dict, tuple]:
+    """Detection metrics of one detector from its ID and OOD scores, and the scores."""
+    s_id, s_ood = s_id.cpu().numpy(), s_ood.cpu().numpy()
     metrics = ood_metrics(s_id, s_ood, tpr=tpr)
     metrics["threshold"] = tau
     return metrics, (s_id, s_ood)
@@ -71,13 +73,14 @@ def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: flo
                "U": per_class_accuracy(logits["test_unseen"].argmax(1), y["test_unseen"])}
     ungated["H"] = harmonic_mean(ungated["S"], ungated["U"])
     out = {"ungated": ungated, "detectors": {}, "scores": {}}
-    for name, det, tau in fitted:
-        metrics, scores = _scored(det, tau, z["test_seen"], z["test_unseen"], tpr)
+    for name, det, tau, s_trainval in fitted:
+        s = {split: det.score(z[split]) for split in ("test_seen", "test_unseen")}
+        metrics, scores = _scored(tau, s["test_seen"], s["test_unseen"], tpr)
         # one global threshold, and one per seen class (the boundary paper's v2), both
         # from trainval codes only
-        taus = per_class_thresholds(det.score(z["trainval"]), y["trainval"], seen, tpr)
+        taus = per_class_thresholds(s_trainval, y["trainval"], seen, tpr)
         for prefix, threshold in (("", tau), ("pc_", taus)):
-            gated = {split: gated_predictions(det.score(z[split]), threshold,
+            gated = {split: gated_predictions(s[split], threshold,
                                               logits[split][:, seen], logits[split][:, unseen],
                                               seen, unseen, y[split])
                      for split in ("test_seen", "test_unseen")}
@@ -107,9 +110,10 @@ def evaluate_ood_sets(model, prep, clf, sets: dict, detectors=DEFAULT_DETECTORS,
     s = per_class_accuracy(clf(z_id).argmax(1), y_id)
     out = {name: {"n_id": int(z_id.shape[0]), "n_ood": int(z.shape[0]), "S": s,
                   "detectors": {}, "scores": {}} for name, z in z_ood.items()}
-    for det_name, det, tau in fitted:
+    for det_name, det, tau, _ in fitted:
+        s_id = det.score(z_id)
         for name, z in z_ood.items():
-            metrics, scores = _scored(det, tau, z_id, z, tpr)
+            metrics, scores = _scored(tau, s_id, det.score(z), tpr)
             metrics.update(id_accepted=float(np.mean(scores[0] <= tau)),
                            ood_rejected=float(np.mean(scores[1] > tau)))
             out[name]["detectors"][det_name] = metrics
