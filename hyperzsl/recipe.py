@@ -359,11 +359,11 @@ def resolve(recipe: Recipe) -> Recipe:
             raise RecipeError(f"train.{key} must be >= 1")
     if recipe.protocol.shots < 0:
         raise RecipeError("protocol.shots must be >= 0")
-    spread = recipe.classifier.unseen_spread
-    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 < spread < math.inf:
+    spread = recipe.classifier.unseen_spread          # types are checked by _build
+    if not 0 < spread < math.inf:
         raise RecipeError(f"classifier.unseen_spread must be a positive number, got {spread!r}")
     holdout = recipe.protocol.validation_holdout
-    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 < holdout < 1:
+    if not 0 < holdout < 1:
         raise RecipeError(f"protocol.validation_holdout must be a fraction in (0, 1), "
                           f"got {holdout!r}")
     if recipe.data.kind != "synthetic" and not recipe.data.path:

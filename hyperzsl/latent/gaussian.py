@@ -79,7 +79,7 @@ class GaussianFamily(LatentFamily):
             scale = torch.exp(0.5 * q.logvar)
         eps_shape = q.loc.shape[:-1] + (1,) if self.config["shared_epsilon"] else q.loc.shape
         eps = torch.randn(eps_shape, device=q.loc.device, dtype=q.loc.dtype)
-        return q.loc + (scale * spread if spread != 1.0 else scale) * eps
+        return q.loc + scale * spread * eps
 
     def code(self, q: DiagonalGaussian) -> Tensor:
         return q.loc

@@ -160,7 +160,6 @@ class _InverseMRL(SlopeFunction):
         return tuple(t.to(kappa_ps.dtype).reshape(kappa_ps.shape) for t in (kv, slope))
 
 
-
 def kappa_ps_to_vmf(m: int, kappa: Tensor) -> Tensor:
     """vMF kappa with the same E[mu.z] as PowerSpherical(kappa): A_m(k) = kappa/(kappa + m-1)."""
     if isinstance(m, bool) or not isinstance(m, int) or m < 2:
@@ -185,9 +184,8 @@ class PowerSphericalFamily(SphericalFamily):
     def posterior(self, head: Tensor) -> PowerSpherical:
         return self.with_concentration(*self.split_head(head))
 
-    def with_concentration(self, q_or_loc, concentration: Tensor) -> PowerSpherical:
-        return PowerSpherical(getattr(q_or_loc, "loc", q_or_loc), concentration,
-                              validate_args=False)
+    def with_concentration(self, loc: Tensor, concentration: Tensor) -> PowerSpherical:
+        return PowerSpherical(loc, concentration, validate_args=False)
 
     def kl(self, q: PowerSpherical) -> Tensor:
         return kl_ps_uniform(self.latent_dim, q.concentration)

@@ -500,7 +500,7 @@ class SphericalFamily(LatentFamily):
         """Widening divides kappa by spread^2: at large kappa the tangent deviation from
         the mean direction has variance (m - 1) / kappa, so it scales by ``spread``."""
         if spread != 1.0:
-            q = self.with_concentration(q, q.concentration / spread ** 2)
+            q = self.with_concentration(q.loc, q.concentration / spread ** 2)
         return q.rsample() * self._radius()
 
     def code(self, q) -> Tensor:
@@ -511,8 +511,8 @@ class SphericalFamily(LatentFamily):
         return self.latent_dim ** 0.5 if r == "sqrt_dim" else float(r)
 
     @abc.abstractmethod
-    def with_concentration(self, q, concentration: Tensor):
-        """q's distribution type and settings with another concentration."""
+    def with_concentration(self, loc: Tensor, concentration: Tensor):
+        """The family's posterior distribution (type and settings) at (loc, concentration)."""
 
     # --- moments used by align -----------------------------------------------------------
     @abc.abstractmethod
@@ -543,8 +543,7 @@ class VMFFamily(SphericalFamily):
     def posterior(self, head: Tensor) -> VonMisesFisher:
         return self.with_concentration(*self.split_head(head))
 
-    def with_concentration(self, q_or_loc, concentration: Tensor) -> VonMisesFisher:
-        loc = getattr(q_or_loc, "loc", q_or_loc)
+    def with_concentration(self, loc: Tensor, concentration: Tensor) -> VonMisesFisher:
         return VonMisesFisher(loc, concentration, grad_correction=self.config["grad_correction"],
                               sync_free=self.config["sync_free"], validate_args=False)
 
