@@ -36,7 +36,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 NU_D = 15
-K_DEBYE = 12
+K_DEBYE = 16
 K_SERIES = 20
 SPLIT_MIN = 16384          # split evaluation on CPU from this many elements (below it the
                            # indexing costs more than the work it saves)
@@ -150,10 +150,12 @@ def log_sphere_area(m: int) -> float:
 class _Constants(NamedTuple):
     x_switch: float     # series for x <= x_switch
     series: tuple       # K tensors (3, 1): _series_coefficients, one per power
+    series2: tuple      # the same for v = nu, nu + 1 only (enough when A' is not needed)
     shift: int          # recurrence length N (0 when Debye applies directly)
     order: float        # Debye order n = nu + shift
-    order_t: Tensor     # (2, 1): n and n + 1
-    debye: tuple        # 3K tensors (2, 2, 1): [d_i, i d_i] x orders [n, n + 1]
+    order_t: Tensor     # (1,): n, for hypot in float32
+    debye: tuple        # 3K tensors (3, 1): [d_i, i d_i, i^2 d_i] (T, p T', p (p T')')
+    debye2: tuple       # the first two rows only (enough when A' is not needed)
     lgamma_nu1: float   # lgamma(nu + 1)
     stirling: float     # _stirling_remainder(n)
 
@@ -173,15 +175,14 @@ def _build_constants(nu: float, dtype: torch.dtype, device: torch.device) -> _Co
     shift = 0 if nu >= NU_D else math.ceil(NU_D - nu)
     order = nu + shift
     terms = _debye_terms(order, dtype)
-    d = torch.tensor([_debye_coefficients(order, terms),
-                      _debye_coefficients(order + 1.0, terms)], dtype=torch.float64)
+    d = torch.tensor(_debye_coefficients(order, terms), dtype=torch.float64)
     powers = torch.arange(1, 3 * terms + 1, dtype=torch.float64)
     as_t = functools.partial(torch.as_tensor, dtype=dtype, device=device)
     series = as_t(_series_coefficients(nu, _series_terms(dtype)))
-    debye = as_t(torch.stack([d, d * powers]))
+    debye = as_t(torch.stack([d, d * powers, d * powers * powers]))
     built = _Constants(
-        2.0 * math.sqrt(nu + 1.0), _columns(series), shift, order,
-        as_t([[order], [order + 1.0]]), _columns(debye), math.lgamma(nu + 1.0),
+        2.0 * math.sqrt(nu + 1.0), _columns(series), _columns(series[:2]), shift, order,
+        as_t([order]), _columns(debye), _columns(debye[:2]), math.lgamma(nu + 1.0),
         _stirling_remainder(order))
     _CONSTANTS[(nu, dtype, device)] = built
     return built
@@ -193,134 +194,179 @@ def _columns(coef: Tensor) -> tuple[Tensor, ...]:
 
 
 # ----------------------------------------------------------------------------------------
-# The three regimes, on a 1-D tensor x in the compute dtype
+# The three regimes, on a 1-D tensor x in the compute dtype. Each returns a dict holding
+# (at least) the requested fields of BesselParts and skips the work only others need.
 # ----------------------------------------------------------------------------------------
+_LOGS = frozenset(("log_ive", "lx", "kl"))     # fields that need a logarithm
+
+
 def _horner(coef: tuple[Tensor, ...], z: Tensor) -> Tensor:
     """sum_{i=1}^{D} coef[i-1] z^i by Horner's rule: one fused op per degree, and a
-    working set of one row (powers of z are never materialised)."""
-    acc = coef[-1]
-    for c in reversed(coef[:-1]):
-        acc = torch.addcmul(c, acc, z)
+    working set of one row (powers of z are never materialised). The accumulator is
+    updated in place where nothing records it (about 40 % faster on the CPU)."""
+    acc = torch.addcmul(coef[-2], coef[-1], z)          # a fresh buffer (degree >= 2)
+    in_place = not (z.requires_grad or torch._C._are_functorch_transforms_active())
+    for c in reversed(coef[:-2]):
+        acc = torch.addcmul(c, acc, z, out=acc) if in_place else torch.addcmul(c, acc, z)
     return acc * z
 
 
-def _series(nu: float, x: Tensor, c: _Constants) -> BesselParts:
-    """Regime S: S_v = 0F1(; v + 1; x^2/4), v = nu, nu + 1, nu + 2, in one Horner pass;
-    dS_v/dx = (x/2) S_{v+1} / (v + 1) gives A' without a separate derivative series."""
-    u = x * x / (4.0 * (nu + 1.0))
-    t = _horner(c.series, u)                           # (3, X): S_v - 1
-    s = 1.0 + t
-    ell = torch.log1p(t[0])
-    ratio = s[1] / s[0]
-    a = x * ratio / (2.0 * (nu + 1.0))
-    dlog = 0.5 * x * (s[2] / ((nu + 2.0) * s[1]) - ratio / (nu + 1.0))
-    da = ratio / (2.0 * (nu + 1.0)) + a * dlog
-    log_ive = ell - x - c.lgamma_nu1
-    if nu > 0:
-        log_ive = log_ive + nu * torch.log(0.5 * x)
-    return BesselParts(log_ive, ell - x, x * a - ell, a, 1.0 - a, da)
+def _series(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
+    """Regime S: S_v = 0F1(; v + 1; x^2/4), v = nu, nu + 1 (and nu + 2 for A'), in one
+    Horner pass; dS_v/dx = (x/2) S_{v+1} / (v + 1) gives A' without a derivative series."""
+    with_da = "da" in need
+    u = x * x * (0.25 / (nu + 1.0))
+    t = _horner(c.series if with_da else c.series2, u)      # (3 or 2, X): S_v - 1
+    s1 = 1.0 + t[1]
+    ratio = s1 / (1.0 + t[0])
+    a = x * ratio * (0.5 / (nu + 1.0))
+    out = {"a": a}
+    if need & {"b", "kl"}:
+        out["b"] = 1.0 - a
+    if with_da:
+        dlog = 0.5 * x * ((1.0 + t[2]) / ((nu + 2.0) * s1) - ratio / (nu + 1.0))
+        out["da"] = ratio * (0.5 / (nu + 1.0)) + a * dlog
+    if need & _LOGS:
+        ell = torch.log1p(t[0])
+        out["lx"] = ell - x
+        out["kl"] = x * a - ell
+        if "log_ive" in need:
+            log_ive = ell - x - c.lgamma_nu1
+            out["log_ive"] = log_ive + nu * torch.log(0.5 * x) if nu > 0 else log_ive
+    return out
 
 
-def _debye(x: Tensor, c: _Constants):
-    """Debye expansion at orders n and n + 1 (x >= 2): log ive_n, L_n - x, and
-    Delta = log(I_{n+1} / I_n) with its exact x-derivative, all cancellation-free.
+def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
+    """Debye's expansion at the order n = c.order (x >= 2): a, b, da and the logarithms
+    requested, all from one order and cancellation-free (vmf.md §2.2 with the log ratio
+    replaced by the x-derivative of the same expansion; see the derivation below).
+
+    With s = sqrt(n^2 + x^2), p = n/s, g = x/s^2, T = sum_k U_k(p)/n^k, P1 = p dT/dp and
+    P2 = p dP1/dp: d/dx log I_n = s/x - x/(2 s^2) + T_x/(1 + T), T_x = -g P1, so
+        A = d/dx log I_n - n/x = x/(s + n) - g h,    h = 1/2 + P1/(1 + T),
+        B = 1 - A = (n + (s - x))/(s + n) + g h,     s - x = n^2/(s + x),
+        A' = n/(s (s + n)) - h (n^2 - x^2)/s^4 + g^2 (P2 - P1^2/(1 + T))/(1 + T),
+    where each leading pair has one sign where it matters (B: all positive; A': the second
+    term is below 1/n of the first for x < n and of the same sign beyond).
 
     L_n - x uses log I_n - n log(x/2) + lgamma(n+1) with Stirling's series folded in:
     -n (x + s - n)/(s + x) - n log1p((s-n)/2n) - log1p((s-n)/n)/2 + log1p(T) + remainder,
     whose large terms share one sign, so KL = -x B - (L - x) keeps float32 accuracy at
     large orders (worst 4.5e-6 where the plain large-kappa form of vmf.md §1 gives 6.6e-5)."""
     n = c.order
-    s = torch.hypot(x, c.order_t)                      # (2, X): s0, s1
-    poly = _horner(c.debye, c.order_t / s)             # ([T, p dT/dp], orders, X)
+    with_da = "da" in need
+    if x.dtype == torch.float64:           # x^2 overflows only beyond 1e154
+        s = torch.sqrt(x * x + n * n)
+    else:
+        s = torch.hypot(x, c.order_t)
+    poly = _horner(c.debye if with_da else c.debye2, n / s)    # (3 or 2, X): T, P1, P2
     t = poly[0]
-    dt = -poly[1] * x / (s * s)                        # dT/dx = T_p(p) * (-n x / s^3)
-    s0, s1 = s[0], s[1]
-    sx0 = n * n / (s0 + x)                             # s0 - x
-    a0 = (n + sx0) / x
-    a1 = (n + 1.0 + (n + 1.0) ** 2 / (s1 + x)) / x
-    ds = (2.0 * n + 1.0) / (s1 + s0)                   # s1 - s0
-    log1p_t0 = torch.log1p(t[0])
-    delta = (ds - torch.log1p(a1) - n * torch.log1p((1.0 + ds) / x / (1.0 + a0))
-             - 0.5 * torch.log1p(ds / s0) + torch.log1p((t[1] - t[0]) / (1.0 + t[0])))
-    s01 = s0 * s1
-    ddelta = (ds / x + (n + 0.5) * (x / s01) / s01
-              + dt[1] / (1.0 + t[1]) - dt[0] / (1.0 + t[0]))
-    log_ive = sx0 - n * torch.log1p(a0) - 0.5 * torch.log(2.0 * math.pi * s0) + log1p_t0
-    e0 = x * (x / (s0 + n))                            # s0 - n
-    lx = (-n * (x + e0) / (s0 + x) - n * torch.log1p(e0 / (2.0 * n))
-          - 0.5 * torch.log1p(e0 / n) + log1p_t0 + c.stirling)
-    return log_ive, lx, delta, ddelta
+    inv_t = torch.reciprocal(1.0 + t)
+    r1 = poly[1] * inv_t
+    h = r1 + 0.5
+    s2 = s * s
+    g = x / s2
+    gh = g * h
+    sn = s + n
+    sx = (n * n) / (s + x)                 # s - x
+    out = {"a": x / sn - gh, "b": (sx + n) / sn + gh}
+    if with_da:
+        out["da"] = (n / (s * sn) - h * ((n - x) * (n + x)) / (s2 * s2)
+                     + (g * g) * (poly[2] * inv_t - r1 * r1))
+    if need & _LOGS:
+        log1p_t = torch.log1p(t)
+        if "log_ive" in need:
+            out["log_ive"] = (sx - n * torch.log1p((sx + n) / x)
+                              - 0.5 * torch.log((2.0 * math.pi) * s) + log1p_t)
+        if need & {"lx", "kl"}:
+            e0 = x * (x / sn)              # s - n
+            out["lx"] = (-n * (x + e0) / (s + x) - n * torch.log1p(e0 * (0.5 / n))
+                         - 0.5 * torch.log1p(e0 * (1.0 / n)) + log1p_t + c.stirling)
+    return out
 
 
-def _large_order(x: Tensor, c: _Constants) -> BesselParts:
+def _large_order(x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Regime D: Debye directly at order nu >= 15."""
-    log_ive, lx, delta, ddelta = _debye(x, c)
-    a = torch.exp(delta)
-    b = -torch.expm1(delta)
-    return BesselParts(log_ive, lx, -x * b - lx, a, b, a * ddelta)
+    out = _debye(x, c, need | ({"lx"} if "kl" in need else frozenset()))
+    if "kl" in need:
+        out["kl"] = -x * out["b"] - out["lx"]
+    return out
 
 
-def _recurrence(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+def _recurrence(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Regime R: Debye at order nu + N, then R_j = 1 / (2 (nu + j) / x + R_{j+1}) down to
     j = 1, with 1 - R_j and dR_j/dx carried along (all-positive, damped maps)."""
-    log_ive_n, _, delta, ddelta = _debye(x, c)
-    r = torch.exp(delta)
-    b = -torch.expm1(delta)
-    dr = r * ddelta
-    prod = torch.ones_like(x)
-    inv_x = 1.0 / x
-    inv_x2 = inv_x * inv_x
+    logs = bool(need & _LOGS)
+    top = _debye(x, c, (need - _LOGS) | ({"log_ive"} if logs else frozenset()))
+    r, b, dr = top["a"], top["b"], top.get("da")
+    prod = None
+    inv_x = torch.reciprocal(x)
     for j in range(c.shift, 0, -1):
-        cj = 2.0 * (nu + j) * inv_x
+        cj = (2.0 * (nu + j)) * inv_x
         r = torch.reciprocal(cj + r)
         b = (cj - b) / (cj + 1.0 - b)
-        dr = r * r * (2.0 * (nu + j) * inv_x2 - dr)
-        prod = prod * r
-    log_ive = log_ive_n - torch.log(prod)
-    lx = log_ive + c.lgamma_nu1
-    if nu > 0:
-        lx = lx - nu * torch.log(0.5 * x)
-    return BesselParts(log_ive, lx, -x * b - lx, r, b, dr)
+        if dr is not None:
+            dr = r * r * (cj * inv_x - dr)
+        if logs:
+            prod = r if prod is None else prod * r
+    out = {"a": r, "b": b}
+    if dr is not None:
+        out["da"] = dr
+    if logs:
+        log_ive = top["log_ive"] - torch.log(prod)
+        lx = log_ive + c.lgamma_nu1
+        lx = lx - nu * torch.log(0.5 * x) if nu > 0 else lx
+        out.update(log_ive=log_ive, lx=lx, kl=-x * b - lx)
+    return out
 
 
-def bessel_parts(nu: float, x: Tensor, split: bool | None = None) -> BesselParts:
-    """All core quantities at order ``nu`` for a 1-D tensor ``x`` (its dtype is the
-    compute dtype). Plain torch ops: autograd through it is exact but slow; the public
-    functions below use custom backwards instead. x < 0 gives NaN. ``split`` picks the
-    evaluation (module docstring); None: split for float64 on the CPU from SPLIT_MIN
-    elements (float32 polynomials are short, so there the split's indexing costs more)."""
+def bessel_parts(nu: float, x: Tensor, split: bool | None = None,
+                 fields=BesselParts._fields) -> BesselParts:
+    """The core quantities ``fields`` (all by default; the others come back as None) at
+    order ``nu`` for a 1-D tensor ``x`` (its dtype is the compute dtype). Plain torch ops:
+    autograd through it is exact but slow; the public functions below use custom backwards
+    instead. x < 0 gives NaN. ``split`` picks the evaluation (module docstring); None: split
+    for float64 on the CPU from SPLIT_MIN elements (float32 polynomials are short, so there
+    the split's indexing costs more)."""
+    need = frozenset(fields)
+    unknown = need - set(BesselParts._fields)
+    if unknown:
+        raise ValueError(f"unknown Bessel fields {sorted(unknown)}; "
+                         f"known: {BesselParts._fields}")
     c = _constants(float(nu), x.dtype, x.device)
     x = torch.where(x < 0, torch.nan, x)
     if split is None:
         split = (x.device.type == "cpu" and x.dtype == torch.float64
                  and x.numel() >= SPLIT_MIN and not torch.compiler.is_compiling()
                  and not torch._C._are_functorch_transforms_active())
-    return _split(nu, x, c) if split else _fused(nu, x, c)
+    out = _split(nu, x, c, need) if split else _fused(nu, x, c, need)
+    return BesselParts(*(out.get(name) for name in BesselParts._fields))
 
 
-def _high(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+def _high(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Regime D or R, whichever the order needs, for x >= the series switch."""
-    return _recurrence(nu, x, c) if c.shift else _large_order(x, c)
+    return _recurrence(nu, x, c, need) if c.shift else _large_order(x, c, need)
 
 
-def _fused(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+def _fused(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Every regime on every element (inputs clamped per branch), merged with where."""
     small = x <= c.x_switch
-    low = _series(nu, x.clamp(max=c.x_switch), c)
-    high = _high(nu, x.clamp(min=c.x_switch), c)
-    return BesselParts(*(torch.where(small, lo, hi) for lo, hi in zip(low, high)))
+    low = _series(nu, x.clamp(max=c.x_switch), c, need)
+    high = _high(nu, x.clamp(min=c.x_switch), c, need)
+    return {name: torch.where(small, low[name], high[name]) for name in need}
 
 
-def _split(nu: float, x: Tensor, c: _Constants) -> BesselParts:
+def _split(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Each element by its own regime only (NaN goes to the large-x side and stays NaN)."""
     small = x <= c.x_switch
     groups = ((small.nonzero().squeeze(1), _series), ((~small).nonzero().squeeze(1), _high))
-    out = [torch.empty_like(x) for _ in BesselParts._fields]
+    out = {name: torch.empty_like(x) for name in need}
     for idx, regime in groups:
         if idx.numel():
-            for o, part in zip(out, regime(nu, x.index_select(0, idx), c)):
-                o.scatter_(0, idx, part)
-    return BesselParts(*out)
+            part = regime(nu, x.index_select(0, idx), c, need)
+            for name in need:
+                out[name].scatter_(0, idx, part[name])
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -335,15 +381,15 @@ def _log_iv_slope(nu, x, p):
 
 
 _QUANTITIES = {
-    # name: (value, d value / dx)
-    "log_ive": (lambda nu, x, p: p.log_ive, _log_ive_slope),
-    "log_iv": (lambda nu, x, p: p.log_ive + x, _log_iv_slope),
+    # name: (value, d value / dx, the core fields both need)
+    "log_ive": (lambda nu, x, p: p.log_ive, _log_ive_slope, ("log_ive", "b")),
+    "log_iv": (lambda nu, x, p: p.log_ive + x, _log_iv_slope, ("log_ive", "a")),
     "log_normalizer": (lambda nu, x, p: -log_sphere_area(2 * nu + 2) - p.lx - x,
-                       lambda nu, x, p: -p.a),
-    "lx": (lambda nu, x, p: p.lx, lambda nu, x, p: -p.b),
-    "kl": (lambda nu, x, p: p.kl, lambda nu, x, p: x * p.da),
-    "mrl": (lambda nu, x, p: p.a, lambda nu, x, p: p.da),
-    "one_minus_mrl": (lambda nu, x, p: p.b, lambda nu, x, p: -p.da),
+                       lambda nu, x, p: -p.a, ("lx", "a")),
+    "lx": (lambda nu, x, p: p.lx, lambda nu, x, p: -p.b, ("lx", "b")),
+    "kl": (lambda nu, x, p: p.kl, lambda nu, x, p: x * p.da, ("kl", "da")),
+    "mrl": (lambda nu, x, p: p.a, lambda nu, x, p: p.da, ("a", "da")),
+    "one_minus_mrl": (lambda nu, x, p: p.b, lambda nu, x, p: -p.da, ("b", "da")),
 }
 
 
@@ -373,8 +419,8 @@ class _BesselFunction(SlopeFunction):
     @staticmethod
     def forward(x, nu, quantity, compute_dtype):
         xc = x.to(compute_dtype).reshape(-1)
-        parts = bessel_parts(nu, xc)
-        value_fn, slope_fn = _QUANTITIES[quantity]
+        value_fn, slope_fn, fields = _QUANTITIES[quantity]
+        parts = bessel_parts(nu, xc, fields=fields)
         value, slope = value_fn(nu, xc, parts), slope_fn(nu, xc, parts)
         return value.to(x.dtype).reshape(x.shape), slope.to(x.dtype).reshape(x.shape)
 
@@ -435,7 +481,8 @@ def mrl_derivative(m: int, kappa: Tensor, compute_dtype: torch.dtype = torch.flo
     by plain autograd through the core (slow, but exact): it is rarely differentiated."""
     nu = _order_of(m)
     x = _prepare(kappa, compute_dtype)
-    return bessel_parts(nu, x.to(compute_dtype).reshape(-1)).da.reshape(x.shape).to(x.dtype)
+    parts = bessel_parts(nu, x.to(compute_dtype).reshape(-1), fields=("da",))
+    return parts.da.reshape(x.shape).to(x.dtype)
 
 
 def vmf_log_normalizer(m: int, kappa: Tensor,

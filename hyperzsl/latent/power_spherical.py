@@ -135,7 +135,7 @@ def _solve_mrl(m: int, rho: Tensor, beta: Tensor) -> Tensor:
     log_rho, log_beta = torch.log(rho), torch.log(beta)
     k = (rho * (m - rho * rho) / (beta * (2.0 - beta))).clamp(min=torch.finfo(rho.dtype).tiny)
     for _ in range(NEWTON_STEPS):
-        p = bessel_parts(nu, k)
+        p = bessel_parts(nu, k, fields=("a", "b", "da"))
         slope = k * p.da
         step = torch.where(small, (log_rho - torch.log(p.a)) * p.a / slope,
                            (torch.log(p.b) - log_beta) * p.b / slope)
@@ -156,7 +156,7 @@ class _InverseMRL(SlopeFunction):
         positive = kp.clamp(min=torch.finfo(kp.dtype).tiny)     # kappa = 0 maps to 0 below
         solved = _solve_mrl(m, ps_mean_resultant_length(m, positive), ps_one_minus_mrl(m, positive))
         kv = torch.where(kp > 0, solved, 0.0)
-        slope = beta * beta / (m - 1.0) / bessel_parts(0.5 * m - 1.0, kv).da
+        slope = beta * beta / (m - 1.0) / bessel_parts(0.5 * m - 1.0, kv, fields=("da",)).da
         return tuple(t.to(kappa_ps.dtype).reshape(kappa_ps.shape) for t in (kv, slope))
 
 
