@@ -64,6 +64,21 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def interleaved(contenders: dict, rounds: int, inner: int) -> dict:
+    """Per-round median ms of each contender, the contenders taking turns in every round,
+    so a slow spell of a shared machine hits all of them alike: name -> list of rounds."""
+    times = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            times[name].append(median_ms(fn, inner))
+    return times
+
+
+def ratio(times: dict, base: str, name: str) -> float:
+    """Median over rounds of the same-round ratio base / name."""
+    return statistics.median(b / t for b, t in zip(times[base], times[name]))
+
+
 def fwd_bwd(kl_fn, kappa: torch.Tensor):
     def run():
         k = kappa.detach().requires_grad_()
@@ -82,7 +97,8 @@ def kappas(batch: int, dtype, device) -> torch.Tensor:
 
 def cpu_table(quick: bool, compile_big: bool) -> None:
     print(f"KL(vMF||U) forward+backward, CPU, {torch.get_num_threads()} thread(s), "
-          f"kappa log-uniform on {KAPPA_RANGE}; median ms (ratio = scipy / torch)")
+          f"kappa log-uniform on {KAPPA_RANGE}; median ms over interleaved rounds, ratio = "
+          "median of the same-round ratios scipy / torch")
     print("eager = the default path (split evaluation for float64 from "
           f"{bessel.SPLIT_MIN} elements); fused = every regime on every element (the CUDA path)")
     print(f"{'m':>4} {'B':>6} {'dtype':>8} {'compute':>8} {'eager':>8} {'scipy':>8} "
@@ -90,27 +106,32 @@ def cpu_table(quick: bool, compile_big: bool) -> None:
     for m in (64, 512):
         for batch in (256, 65536):
             big = batch > 1000
+            rounds, inner = (2, 1) if quick else ((9, 3) if big else (9, 20))
             for dtype in (torch.float32, torch.float64):
                 kappa = kappas(batch, dtype, "cpu")
-                ref = median_ms(fwd_bwd(lambda k: scipy_kl(m, k), kappa),
-                                3 if quick else (5 if big else 30))
                 computes = (torch.float64, torch.float32) if dtype == torch.float32 else (dtype,)
                 for compute in computes:
                     def kl(k, compute=compute):
                         return kl_vmf_uniform(m, k, compute)
-                    repeats = 3 if quick else (15 if big else 100)
-                    ours = median_ms(fwd_bwd(kl, kappa), repeats)
-                    line = (f"{m:>4} {batch:>6} {str(dtype)[6:]:>8} {str(compute)[6:]:>8} "
-                            f"{ours:>8.2f} {ref:>8.2f} {ref / ours:>6.1f}x")
-                    split_min, bessel.SPLIT_MIN = bessel.SPLIT_MIN, 2 ** 62
-                    try:
-                        fused = median_ms(fwd_bwd(kl, kappa), repeats)
-                    finally:
-                        bessel.SPLIT_MIN = split_min
-                    line += f" {fused:>8.2f} {ref / fused:>6.1f}x"
+
+                    def fused(k, compute=compute):
+                        split_min, bessel.SPLIT_MIN = bessel.SPLIT_MIN, 2 ** 62
+                        try:
+                            return kl_vmf_uniform(m, k, compute)
+                        finally:
+                            bessel.SPLIT_MIN = split_min
+                    contenders = {"scipy": fwd_bwd(lambda k: scipy_kl(m, k), kappa),
+                                  "eager": fwd_bwd(kl, kappa), "fused": fwd_bwd(fused, kappa)}
                     if compile_big and big:
-                        fast = median_ms(fwd_bwd(torch.compile(kl, dynamic=False), kappa), repeats)
-                        line += f" {fast:>9.2f} {ref / fast:>6.1f}x"
+                        contenders["compiled"] = fwd_bwd(torch.compile(kl, dynamic=False), kappa)
+                    times = interleaved(contenders, rounds, inner)
+                    ms = {name: statistics.median(t) for name, t in times.items()}
+                    line = (f"{m:>4} {batch:>6} {str(dtype)[6:]:>8} {str(compute)[6:]:>8} "
+                            f"{ms['eager']:>8.2f} {ms['scipy']:>8.2f} "
+                            f"{ratio(times, 'scipy', 'eager'):>6.1f}x "
+                            f"{ms['fused']:>8.2f} {ratio(times, 'scipy', 'fused'):>6.1f}x")
+                    if "compiled" in ms:
+                        line += f" {ms['compiled']:>9.2f} {ratio(times, 'scipy', 'compiled'):>6.1f}x"
                     print(line, flush=True)
 
 

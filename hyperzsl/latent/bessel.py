@@ -224,25 +224,26 @@ def _series(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     with_da = "da" in need
     half = 0.5 / (nu + 1.0)
     t = _horner(c.series if with_da else c.series2, torch.mul(x, x).mul_(0.5 * half))
-    s1 = torch.add(t[1], 1.0)                              # (3 or 2, X): t = S_v - 1
+    s1 = t[1].add_(1.0)                                    # (3 or 2, X): t = S_v - 1
+    s2 = t[2].add_(1.0) if with_da else None               # rows change before any is saved
     ratio = torch.div(s1, torch.add(t[0], 1.0))           # S_{nu+1} / S_nu
     a = torch.mul(x, ratio).mul_(half)
     out = {"a": a}
     if "b" in need:
         out["b"] = torch.rsub(a, 1.0)
     if with_da:   # A' = ratio / (2 (nu + 1)) + A (x/2) (S_{nu+2} / ((nu + 2) S_{nu+1}) - ratio / (nu + 1))
-        dlog = torch.add(t[2], 1.0).div_(s1).mul_(1.0 / (nu + 2.0))
+        dlog = torch.div(s2, s1).mul_(1.0 / (nu + 2.0))
         dlog = dlog.sub_(ratio, alpha=1.0 / (nu + 1.0)).mul_(x).mul_(0.5)
         out["da"] = dlog.mul_(a).add_(ratio, alpha=half)
     if need & _LOGS:
         ell = torch.log1p(t[0])
         if "lx" in need:
             out["lx"] = torch.sub(ell, x)
-        if "kl" in need:
-            out["kl"] = torch.mul(x, a).sub_(ell)
         if "log_ive" in need:
             log_ive = torch.sub(ell, x).sub_(c.lgamma_nu1)
             out["log_ive"] = log_ive.add_(torch.mul(x, 0.5).log_(), alpha=nu) if nu > 0 else log_ive
+        if "kl" in need:
+            out["kl"] = ell.neg_().addcmul_(x, a)
     return out
 
 
@@ -270,25 +271,26 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
         s = torch.mul(x, x).add_(n * n).sqrt_()
     else:
         s = torch.hypot(x, c.order_t)
-    poly = _horner(c.debye if with_da else c.debye2, torch.div(n, s))   # T, P1(, P2)
+    p = torch.div(n, s)
+    poly = _horner(c.debye if with_da else c.debye2, p)   # T, P1(, P2)
     t = poly[0]
     inv_t = torch.add(t, 1.0).reciprocal_()
-    r1 = torch.mul(poly[1], inv_t)
+    r1 = poly[1].mul_(inv_t)               # the rows change before any is saved
+    r2 = poly[2].mul_(inv_t) if with_da else None
     h = torch.add(r1, 0.5)
-    s2 = torch.mul(s, s)
-    g = torch.div(x, s2)
+    q = torch.mul(s, s).reciprocal_()      # 1/s^2
+    g = torch.mul(x, q)
     gh = torch.mul(g, h)
     sn = torch.add(s, n)
-    sx = torch.div(n * n, torch.add(s, x))                 # s - x
+    spx = torch.add(s, x)
+    sx = torch.div(n * n, spx)             # s - x
     out = {}
     if "a" in need:
         out["a"] = torch.div(x, sn).sub_(gh)
-    if "b" in need:
-        out["b"] = torch.add(sx, n).div_(sn).add_(gh)
     if with_da:
-        curv = torch.addcmul(torch.mul(poly[2], inv_t), r1, r1, value=-1.0).mul_(g).mul_(g)
-        bend = torch.rsub(x, n).mul_(torch.add(x, n)).div_(torch.mul(s2, s2)).mul_(h)
-        out["da"] = torch.div(n, torch.mul(s, sn)).sub_(bend).add_(curv)
+        curv = torch.mul(r1, r1).neg_().add_(r2).mul_(g).mul_(g)
+        bend = torch.rsub(x, n).mul_(torch.add(x, n)).mul_(q).mul_(q).mul_(h)
+        out["da"] = torch.div(p, sn).sub_(bend).add_(curv)
     if need & _LOGS:
         log1p_t = torch.log1p(t)
         if "log_ive" in need:
@@ -296,18 +298,22 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
             out["log_ive"] = log_ive.sub_(torch.mul(s, 2.0 * math.pi).log_(), alpha=0.5).add_(log1p_t)
         if need & {"lx", "kl"}:
             e0 = torch.div(x, sn).mul_(x)                   # s - n
-            lx = torch.add(x, e0).div_(torch.add(s, x)).mul_(-n)
+            lx = torch.add(x, e0).div_(spx).mul_(-n)
             lx = lx.sub_(torch.mul(e0, 0.5 / n).log1p_(), alpha=n)
-            lx = lx.sub_(torch.mul(e0, 1.0 / n).log1p_(), alpha=0.5)
+            lx = lx.sub_(e0.mul_(1.0 / n).log1p_(), alpha=0.5)
             out["lx"] = lx.add_(log1p_t).add_(c.stirling)
+    if "b" in need:                        # last: it reuses the buffer of s - x
+        out["b"] = sx.add_(n).div_(sn).add_(gh)
     return out
 
 
 def _large_order(x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Regime D: Debye directly at order nu >= 15."""
     out = _debye(x, c, need | ({"lx", "b"} if "kl" in need else frozenset()))
-    if "kl" in need:
-        out["kl"] = torch.addcmul(out["lx"], x, out["b"]).neg_()     # -x B - (L - x)
+    if "kl" in need:                                   # -x B - (L - x)
+        lx = out["lx"] if "lx" in need else out.pop("lx")
+        out["kl"] = (torch.addcmul(lx, x, out["b"]) if "lx" in need
+                     else lx.addcmul_(x, out["b"])).neg_()
     return out
 
 
@@ -413,7 +419,7 @@ _QUANTITIES = {
     "log_normalizer": (lambda nu, x, p: -log_sphere_area(2 * nu + 2) - p.lx - x,
                        lambda nu, x, p: -p.a, ("lx", "a")),
     "lx": (lambda nu, x, p: p.lx, lambda nu, x, p: -p.b, ("lx", "b")),
-    "kl": (lambda nu, x, p: p.kl, lambda nu, x, p: x * p.da, ("kl", "da")),
+    "kl": (lambda nu, x, p: p.kl, lambda nu, x, p: p.da.mul_(x), ("kl", "da")),
     "mrl": (lambda nu, x, p: p.a, lambda nu, x, p: p.da, ("a", "da")),
     "one_minus_mrl": (lambda nu, x, p: p.b, lambda nu, x, p: -p.da, ("b", "da")),
 }
