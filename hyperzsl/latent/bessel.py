@@ -277,13 +277,12 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
     inv_t = torch.add(t, 1.0).reciprocal_()
     r1 = poly[1].mul_(inv_t)               # the rows change before any is saved
     r2 = poly[2].mul_(inv_t) if with_da else None
+    del inv_t                              # (dels keep the working set, hence page faults, small)
     h = torch.add(r1, 0.5)
     q = torch.mul(s, s).reciprocal_()      # 1/s^2
     g = torch.mul(x, q)
     gh = torch.mul(g, h)
     sn = torch.add(s, n)
-    spx = torch.add(s, x)
-    sx = torch.div(n * n, spx)             # s - x
     out = {}
     if "a" in need:
         out["a"] = torch.div(x, sn).sub_(gh)
@@ -291,8 +290,13 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
         curv = torch.mul(r1, r1).neg_().add_(r2).mul_(g).mul_(g)
         bend = torch.rsub(x, n).mul_(torch.add(x, n)).mul_(q).mul_(q).mul_(h)
         out["da"] = torch.div(p, sn).sub_(bend).add_(curv)
+        del curv, bend
+    del p, r1, r2, h, q, g
+    spx = torch.add(s, x)
+    sx = torch.div(n * n, spx)             # s - x
     if need & _LOGS:
         log1p_t = torch.log1p(t)
+        del poly, t
         if "log_ive" in need:
             log_ive = torch.add(sx, n).div_(x).log1p_().mul_(-n).add_(sx)
             out["log_ive"] = log_ive.sub_(torch.mul(s, 2.0 * math.pi).log_(), alpha=0.5).add_(log1p_t)
@@ -302,6 +306,7 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
             lx = lx.sub_(torch.mul(e0, 0.5 / n).log1p_(), alpha=n)
             lx = lx.sub_(e0.mul_(1.0 / n).log1p_(), alpha=0.5)
             out["lx"] = lx.add_(log1p_t).add_(c.stirling)
+    del s, spx
     if "b" in need:                        # last: it reuses the buffer of s - x
         out["b"] = sx.add_(n).div_(sn).add_(gh)
     return out
@@ -397,7 +402,7 @@ def _split(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
         if idx.numel():
             part = regime(nu, x.index_select(0, idx), c, need)
             for name in need:
-                out[name].index_copy_(0, idx, part[name])
+                out[name].scatter_(0, idx, part[name])
     return out
 
 
