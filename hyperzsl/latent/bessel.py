@@ -273,40 +273,37 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
         s = torch.hypot(x, c.order_t)
     p = torch.div(n, s)
     poly = _horner(c.debye if with_da else c.debye2, p)   # T, P1(, P2)
-    t = poly[0]
-    inv_t = torch.add(t, 1.0).reciprocal_()
+    inv_t = torch.add(poly[0], 1.0).reciprocal_()          # 1 / (1 + T)
     r1 = poly[1].mul_(inv_t)               # the rows change before any is saved
     r2 = poly[2].mul_(inv_t) if with_da else None
-    del inv_t                              # (dels keep the working set, hence page faults, small)
-    h = torch.add(r1, 0.5)
-    q = torch.mul(s, s).reciprocal_()      # 1/s^2
+    h = torch.add(r1, 0.5)                 # (dels below keep the working set, hence page
+    q = torch.mul(s, s).reciprocal_()      # faults, small) 1/s^2
     g = torch.mul(x, q)
     gh = torch.mul(g, h)
     sn = torch.add(s, n)
     out = {}
     if "a" in need:
         out["a"] = torch.div(x, sn).sub_(gh)
-    if with_da:
+    if with_da:                            # (n^2 - x^2)/s^4 = q (2 n^2 q - 1)
         curv = torch.mul(r1, r1).neg_().add_(r2).mul_(g).mul_(g)
-        bend = torch.rsub(x, n).mul_(torch.add(x, n)).mul_(q).mul_(q).mul_(h)
+        bend = torch.mul(q, 2.0 * n * n).sub_(1.0).mul_(q).mul_(h)
         out["da"] = torch.div(p, sn).sub_(bend).add_(curv)
         del curv, bend
-    del p, r1, r2, h, q, g
+    del r1, r2, h, q, g
     spx = torch.add(s, x)
     sx = torch.div(n * n, spx)             # s - x
-    if need & _LOGS:
-        log1p_t = torch.log1p(t)
-        del poly, t
-        if "log_ive" in need:
+    if need & _LOGS:                       # logs of O(1) quantities, whose absolute error
+        if "log_ive" in need:              # eps is all the sums below can hold anyway
             log_ive = torch.add(sx, n).div_(x).log1p_().mul_(-n).add_(sx)
-            out["log_ive"] = log_ive.sub_(torch.mul(s, 2.0 * math.pi).log_(), alpha=0.5).add_(log1p_t)
+            tail = torch.mul(s, 2.0 * math.pi).mul_(inv_t).mul_(inv_t).log_()
+            out["log_ive"] = log_ive.sub_(tail, alpha=0.5)  # ... - log(2 pi s)/2 + log(1 + T)
         if need & {"lx", "kl"}:
             e0 = torch.div(x, sn).mul_(x)                   # s - n
             lx = torch.add(x, e0).div_(spx).mul_(-n)
-            lx = lx.sub_(torch.mul(e0, 0.5 / n).log1p_(), alpha=n)
-            lx = lx.sub_(e0.mul_(1.0 / n).log1p_(), alpha=0.5)
-            out["lx"] = lx.add_(log1p_t).add_(c.stirling)
-    del s, spx
+            lx = lx.sub_(e0.mul_(0.5 / n).log1p_(), alpha=n)
+            tail = torch.mul(inv_t, inv_t).div_(p).log_()   # -2 log(1 + T) + log(s/n)
+            out["lx"] = lx.sub_(tail, alpha=0.5).add_(c.stirling)
+    del s, spx, p, poly, inv_t
     if "b" in need:                        # last: it reuses the buffer of s - x
         out["b"] = sx.add_(n).div_(sn).add_(gh)
     return out
