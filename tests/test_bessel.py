@@ -316,3 +316,24 @@ def test_split_and_fused_evaluation_agree(compute_dtype):
     print(worst)
     failed = {n: w for n, w in worst.items() if w[0] > (da_tol if n == "da" else 64 * eps)}
     assert not failed, failed
+
+
+def test_requested_fields_match_the_full_evaluation():
+    """Each public function asks the core for its two fields only (skipping the logarithms
+    or the A' row it does not need); those must equal the full evaluation to rounding,
+    and the fields not asked for come back as None."""
+    x = torch.cat([torch.zeros(1, dtype=F64), torch.logspace(-4, 6, 3000, dtype=F64)])
+    eps = torch.finfo(F64).eps
+    for m in (2, 3, 31, 64, 512):
+        full = bessel.bessel_parts(m / 2 - 1, x)
+        for _, _, fields in bessel._QUANTITIES.values():
+            part = bessel.bessel_parts(m / 2 - 1, x, fields=fields)
+            for name in bessel.BesselParts._fields:
+                got = getattr(part, name)
+                if name not in fields:
+                    assert got is None, (m, fields, name)
+                    continue
+                torch.testing.assert_close(got, getattr(full, name), rtol=8 * eps, atol=0,
+                                           msg=lambda s: f"m={m}, {name}: {s}")
+    with pytest.raises(ValueError, match="unknown Bessel fields"):
+        bessel.bessel_parts(1.5, x, fields=("kl", "da2"))

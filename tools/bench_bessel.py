@@ -4,9 +4,18 @@ The baseline is computed the way s-vae-pytorch does it (vmf.md §7.1): an autogr
 whose forward moves kappa to numpy and calls scipy.special.ive, and whose backward calls
 scipy again (ive(v-1) - ive(v) (v + z)/z); the KL is -H(vMF) + H(uniform) with 3 ive
 calls forward and 6 backward. Both run in the same process, on the same inputs, one
-thread. On CUDA it also checks that the KL and the sync-free sampler make no host sync.
+thread, taking turns round by round (a shared machine's slow spells hit both alike); the
+ratio is the median of the same-round ratios. On CUDA it also checks that the KL and the
+sync-free sampler make no host sync.
 
-Run: OMP_NUM_THREADS=1 python tools/bench_bessel.py [--quick] [--compile]
+The "faults" column counts minor page faults per eager call. glibc hands freed heap memory
+back to the OS once more than twice its mmap threshold (which grows with the largest buffer
+freed so far) lies free, so a call can fault its working set back in every time. In a fresh
+process that runs only this KL at m = 512 that was about 600 faults and some 40 % of the
+time per call on a 2-core VM; here, after the scipy side's buffers have raised the
+threshold, it is far less; freeing one 16 MB tensor first took it to about 0. Setting
+``GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432``
+removes the faults in any process.
 """
 from __future__ import annotations
 
@@ -16,6 +25,10 @@ import statistics
 import time
 
 import numpy as np
+try:
+    import resource
+except ImportError:                                  # not on Windows
+    resource = None
 import scipy.special
 import torch
 
@@ -64,14 +77,22 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def interleaved(contenders: dict, rounds: int, inner: int) -> dict:
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource else 0
+
+
+def interleaved(contenders: dict, rounds: int, inner: int) -> tuple[dict, dict]:
     """Per-round median ms of each contender, the contenders taking turns in every round,
-    so a slow spell of a shared machine hits all of them alike: name -> list of rounds."""
+    so a slow spell of a shared machine hits all of them alike: name -> list of rounds;
+    and minor page faults per call: name -> mean."""
     times = {name: [] for name in contenders}
+    faults = {name: 0.0 for name in contenders}
     for _ in range(rounds):
         for name, fn in contenders.items():
+            before = minor_faults()
             times[name].append(median_ms(fn, inner))
-    return times
+            faults[name] += (minor_faults() - before) / ((inner + 1) * rounds)
+    return times, faults
 
 
 def ratio(times: dict, base: str, name: str) -> float:
@@ -102,7 +123,7 @@ def cpu_table(quick: bool, compile_big: bool) -> None:
     print("eager = the default path (split evaluation for float64 from "
           f"{bessel.SPLIT_MIN} elements); fused = every regime on every element (the CUDA path)")
     print(f"{'m':>4} {'B':>6} {'dtype':>8} {'compute':>8} {'eager':>8} {'scipy':>8} "
-          f"{'ratio':>7} {'fused':>8} {'ratio':>7} {'compiled':>9} {'ratio':>7}")
+          f"{'ratio':>7} {'faults':>7} {'fused':>8} {'ratio':>7} {'compiled':>9} {'ratio':>7}")
     for m in (64, 512):
         for batch in (256, 65536):
             big = batch > 1000
@@ -124,11 +145,11 @@ def cpu_table(quick: bool, compile_big: bool) -> None:
                                   "eager": fwd_bwd(kl, kappa), "fused": fwd_bwd(fused, kappa)}
                     if compile_big and big:
                         contenders["compiled"] = fwd_bwd(torch.compile(kl, dynamic=False), kappa)
-                    times = interleaved(contenders, rounds, inner)
+                    times, faults = interleaved(contenders, rounds, inner)
                     ms = {name: statistics.median(t) for name, t in times.items()}
                     line = (f"{m:>4} {batch:>6} {str(dtype)[6:]:>8} {str(compute)[6:]:>8} "
                             f"{ms['eager']:>8.2f} {ms['scipy']:>8.2f} "
-                            f"{ratio(times, 'scipy', 'eager'):>6.1f}x "
+                            f"{ratio(times, 'scipy', 'eager'):>6.1f}x {faults['eager']:>7.0f} "
                             f"{ms['fused']:>8.2f} {ratio(times, 'scipy', 'fused'):>6.1f}x")
                     if "compiled" in ms:
                         line += f" {ms['compiled']:>9.2f} {ratio(times, 'scipy', 'compiled'):>6.1f}x"

@@ -6,14 +6,17 @@ torch computation, so it runs on any device without host syncs. Three regimes, m
 ``torch.where`` on inputs clamped per branch so the unselected branch stays finite:
 
 * S, ``x <= 2 sqrt(nu + 1)``: the normalised power series (at most 20 terms);
-* D, ``nu >= 15``: Debye's uniform asymptotic expansion with at most 12 exact U_k
-  polynomials (fewer where the order makes the rest negligible in the compute dtype);
+* D, ``nu >= 15``: Debye's uniform asymptotic expansion with at most 16 exact U_k
+  polynomials (fewer where the order makes the rest negligible in the compute dtype), at
+  one order: A and A' come from its x-derivative (``_debye``), not from a second order;
 * R, ``nu < 15``: Debye at order ``nu + N >= 15``, then N steps of a backward recurrence.
 
 Each regime also carries the exact derivative of the mean resultant length forward (never
-the Riccati identity, which cancels catastrophically at large kappa). Computation is float64
-by default (``compute_dtype``); outputs always have the caller's dtype. Gradients are first
-order only (custom backwards from saved slopes; ``mrl_derivative`` is the exception).
+the Riccati identity, which cancels catastrophically at large kappa), and computes only the
+fields a caller asks for (the KL needs no A, the mean resultant length no logarithm).
+Computation is float64 by default (``compute_dtype``); outputs always have the caller's
+dtype. Gradients are first order only (custom backwards from saved slopes;
+``mrl_derivative`` is the exception).
 
 Two evaluation strategies give the same values to the compute dtype's accuracy:
 
