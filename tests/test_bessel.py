@@ -270,6 +270,22 @@ def test_torch_func_transforms():
     torch.testing.assert_close(batched[:, 0], mean_resultant_length(5, kappa), rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("error")
+def test_vmap_runs_every_function_with_batching_rules():
+    """Under vmap every op of the core needs a batching rule: an in-place op without one
+    (addcmul_, for instance) falls back to a loop over the batch with a warning, made an
+    error here."""
+    kappa = torch.logspace(-3, 5, 40, dtype=F64).reshape(4, 10)
+    for m in (3, 64):
+        for fn in (kl_vmf_uniform, vmf_log_normalizer, mean_resultant_length, one_minus_mrl,
+                   log_normalizer_plus_kappa, mrl_derivative):
+            batched = torch.func.vmap(lambda k: fn(m, k))(kappa)
+            torch.testing.assert_close(batched, fn(m, kappa), rtol=1e-14, atol=0)
+        for fn in (log_ive, log_iv):
+            batched = torch.func.vmap(lambda k: fn(m / 2 - 1, k))(kappa)
+            torch.testing.assert_close(batched, fn(m / 2 - 1, kappa), rtol=1e-14, atol=0)
+
+
 def test_does_not_use_scipy(monkeypatch):
     """Forward and backward run with every scipy.special function replaced by a trap, and
     the module holds no scipy object (vmf.md §9 no-scipy guard)."""

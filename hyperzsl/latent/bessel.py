@@ -246,7 +246,7 @@ def _series(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
             log_ive = torch.sub(ell, x).sub_(c.lgamma_nu1)
             out["log_ive"] = log_ive.add_(torch.mul(x, 0.5).log_(), alpha=nu) if nu > 0 else log_ive
         if "kl" in need:
-            out["kl"] = ell.neg_().addcmul_(x, a)
+            out["kl"] = torch.mul(x, a).sub_(ell)
     return out
 
 
@@ -317,8 +317,8 @@ def _large_order(x: Tensor, c: _Constants, need: frozenset) -> dict:
     out = _debye(x, c, need | ({"lx", "b"} if "kl" in need else frozenset()))
     if "kl" in need:                                   # -x B - (L - x)
         lx = out["lx"] if "lx" in need else out.pop("lx")
-        out["kl"] = (torch.addcmul(lx, x, out["b"]) if "lx" in need
-                     else lx.addcmul_(x, out["b"])).neg_()
+        xb = torch.mul(x, out["b"])                    # (addcmul_ has no vmap rule)
+        out["kl"] = (xb.add_(lx) if "lx" in need else lx.add_(xb)).neg_()
     return out
 
 
