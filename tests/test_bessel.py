@@ -249,6 +249,23 @@ def test_asymptotics(m):
         assert abs(kl - lead) <= abs((m - 1) * (m - 3)) / (2 * k) + 1e-10 * kl + 1e-12
 
 
+@pytest.mark.parametrize("m", [2, 3, 64, 512])
+def test_huge_kappa_stays_on_its_asymptote(m):
+    """kappa up to 1e300 in float64 (1e37 in float32): nothing may square kappa, or
+    s = sqrt(n^2 + kappa^2) overflows beyond 1e154 (1e19 in float32) and B, A' and the KL
+    go to 0, inf or NaN. B = (m - 1)/(2 kappa) and A' = (m - 1)/(2 kappa^2) to leading order."""
+    for dtype, top in ((F64, 300), (F32, 37)):
+        kappa = torch.logspace(7, top, 12, dtype=F64)
+        got_b = one_minus_mrl(m, kappa.to(dtype), dtype).double()
+        torch.testing.assert_close(got_b, (m - 1) / (2 * kappa), rtol=1e-4, atol=0)
+        assert (mean_resultant_length(m, kappa.to(dtype), dtype) <= 1).all()
+        kl = kl_vmf_uniform(m, kappa.to(dtype), dtype).double()
+        lead = log_sphere_area(m) - (m - 1) / 2 * torch.log(2 * math.pi * math.e / kappa)
+        torch.testing.assert_close(kl, lead, rtol=1e-4, atol=0)
+        da = mrl_derivative(m, kappa[:4].to(dtype), dtype).double()     # no underflow yet
+        torch.testing.assert_close(da, (m - 1) / (2 * kappa[:4] ** 2), rtol=1e-4, atol=0)
+
+
 @pytest.mark.parametrize("compute_dtype", [F32, F64])
 def test_dtype_and_shape_preserved(compute_dtype):
     for dtype in (F32, F64):

@@ -156,7 +156,6 @@ class _Constants(NamedTuple):
     series2: tuple      # the same for v = nu, nu + 1 only (enough when A' is not needed)
     shift: int          # recurrence length N (0 when Debye applies directly)
     order: float        # Debye order n = nu + shift
-    order_t: Tensor     # (1,): n, for hypot in float32
     debye: tuple        # 3K tensors (3, 1): [d_i, i d_i, i^2 d_i] (T, p T', p (p T')')
     debye2: tuple       # the first two rows only (enough when A' is not needed)
     lgamma_nu1: float   # lgamma(nu + 1)
@@ -185,7 +184,7 @@ def _build_constants(nu: float, dtype: torch.dtype, device: torch.device) -> _Co
     debye = as_t(torch.stack([d, d * powers, d * powers * powers]))
     built = _Constants(
         2.0 * math.sqrt(nu + 1.0), _columns(series), _columns(series[:2]), shift, order,
-        as_t([order]), _columns(debye), _columns(debye[:2]), math.lgamma(nu + 1.0),
+        _columns(debye), _columns(debye[:2]), math.lgamma(nu + 1.0),
         _stirling_remainder(order))
     _CONSTANTS[(nu, dtype, device)] = built
     return built
@@ -270,18 +269,17 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
     large orders (worst 4.5e-6 where the plain large-kappa form of vmf.md §1 gives 6.6e-5)."""
     n = c.order
     with_da = "da" in need
-    if x.dtype == torch.float64:           # x^2 overflows only beyond 1e154
-        s = torch.mul(x, x).add_(n * n).sqrt_()
-    else:
-        s = torch.hypot(x, c.order_t)
-    p = torch.div(n, s)
+    w = torch.div(n, x)                    # s = x sqrt(1 + (n/x)^2): no x^2 to overflow
+    s = torch.mul(torch.mul(w, w).add_(1.0).sqrt_(), x)
+    inv_s = torch.reciprocal(s)
+    p = torch.mul(inv_s, n)
     poly = _horner(c.debye if with_da else c.debye2, p)   # T, P1(, P2)
     inv_t = torch.add(poly[0], 1.0).reciprocal_()          # 1 / (1 + T)
     r1 = poly[1].mul_(inv_t)               # the rows change before any is saved
     r2 = poly[2].mul_(inv_t) if with_da else None
     h = torch.add(r1, 0.5)                 # (dels below keep the working set, hence page
-    q = torch.mul(s, s).reciprocal_()      # faults, small) 1/s^2
-    g = torch.mul(x, q)
+    q = torch.mul(inv_s, inv_s)            # faults, small) 1/s^2, 0 only where A' is too
+    g = torch.mul(x, inv_s).mul_(inv_s)    # x/s^2 = (x/s)/s, finite for any finite x
     gh = torch.mul(g, h)
     sn = torch.add(s, n)
     out = {}
@@ -306,7 +304,7 @@ def _debye(x: Tensor, c: _Constants, need: frozenset) -> dict:
             lx = lx.sub_(e0.mul_(0.5 / n).log1p_(), alpha=n)
             tail = torch.mul(inv_t, inv_t).div_(p).log_()   # -2 log(1 + T) + log(s/n)
             out["lx"] = lx.sub_(tail, alpha=0.5).add_(c.stirling)
-    del s, spx, p, poly, inv_t
+    del s, inv_s, spx, p, poly, inv_t
     if "b" in need:                        # last: it reuses the buffer of s - x
         out["b"] = sx.add_(n).div_(sn).add_(gh)
     return out
