@@ -193,6 +193,11 @@ def test_log_ive_at_zero():
 
 def test_negative_kappa_is_nan_and_bad_arguments_raise():
     assert torch.isnan(kl_vmf_uniform(5, torch.tensor([-1.0]))).all()
+    mixed = torch.tensor([math.nan, -1.0, 0.0, 5.0, -1e-300, 1e3], dtype=F64)
+    for m in (3, 64):
+        for fn in (kl_vmf_uniform, mean_resultant_length, one_minus_mrl, vmf_log_normalizer):
+            out = fn(m, mixed)
+            assert torch.equal(out.isnan(), torch.tensor([True, True, False, False, True, False])), fn
     with pytest.raises(ValueError, match="integer >= 2"):
         kl_vmf_uniform(1, torch.tensor([1.0]))
     with pytest.raises(ValueError, match="integer >= 2"):

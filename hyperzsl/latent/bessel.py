@@ -389,7 +389,7 @@ def _split(nu: float, x: Tensor, c: _Constants, need: frozenset) -> dict:
     """Each element by its own regime only; NaN goes to the large-x side and stays NaN,
     and negative x (checked with one reduction, as they are rare) become NaN first. One
     stable sort of the regime mask orders the elements large-x first, then small-x."""
-    if x.numel() and x.min() < 0:
+    if x.numel() and not x.min() >= 0:     # a negative value or a NaN (min is NaN then)
         x = torch.where(x < 0, torch.nan, x)
     small = x <= c.x_switch
     order = torch.sort(small.view(torch.uint8), stable=True).indices
