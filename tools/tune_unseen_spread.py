@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--values", type=float, nargs="+", default=list(DEFAULT_VALUES))
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    if any(not v > 0 for v in args.values):
+        print("error: --values must be positive", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -52,9 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     if epoch < recipe.train.epochs:
         print(f"note: checkpoint is from epoch {epoch} of {recipe.train.epochs} (training "
               f"did not finish, or is still running)")
-    if any(not v > 0 for v in args.values):
-        print("error: --values must be positive", file=sys.stderr)
-        return 2
     rows = []
     print(f"{'unseen_spread':>13} {'S':>6} {'U':>6} {'H':>6}   (validation split, %)")
     for value in args.values:
