@@ -161,20 +161,26 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
 
 
 def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
-                     label_map: Tensor | None = None, log=None) -> tuple[nn.Linear, list]:
+                     label_map: Tensor | None = None, log=None, clf: nn.Linear | None = None,
+                     permutation=None) -> tuple[nn.Linear, list]:
     """Linear softmax classifier, Adam, shuffled batches with the last partial batch
     dropped (as the official DataLoader(drop_last=True)). Returns it and the per-epoch
-    history of metrics on the test sets (for plots; the last entry is the result)."""
+    history of metrics on the test sets (for plots; the last entry is the result).
+    ``clf`` (a freshly initialised layer) and ``permutation(epoch, n)`` (the row order of
+    an epoch) let tools/trace_official.py feed the official code's initial weights and
+    batch order; by default the layer is Xavier-initialised and rows are shuffled."""
     dim = data.train_z.shape[1]
-    clf = nn.Linear(dim, num_outputs).to(data.train_z.device)
-    xavier_init(clf)
+    if clf is None:
+        clf = nn.Linear(dim, num_outputs).to(data.train_z.device)
+        xavier_init(clf)
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     y = data.train_y if label_map is None else label_map[data.train_y]
     n, bs = data.train_z.shape[0], cfg.batch_size
     history = []
     for epoch in range(epochs):
-        perm = torch.randperm(n, device=data.train_z.device)
-        for i in range(0, n - bs + 1, bs):
+        perm = (torch.randperm(n, device=data.train_z.device) if permutation is None
+                else permutation(epoch, n).to(data.train_z.device))
+        for i in range(0, perm.numel() - bs + 1, bs):
             rows = perm[i:i + bs]
             loss = nn.functional.cross_entropy(clf(data.train_z[rows]), y[rows])
             opt.zero_grad(set_to_none=True)
