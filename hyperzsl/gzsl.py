@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .decision import decide
 from .errors import DataError
 from .model import MultimodalVAE, xavier_init
 
@@ -201,8 +202,10 @@ def evaluate(clf: nn.Module, data: ClassifierData, label_map: Tensor | None) -> 
     if label_map is not None:
         pred = clf(data.test_unseen_z).argmax(1)
         return {"zsl_accuracy": per_class_accuracy(pred, label_map[data.test_unseen_y])}
-    s = per_class_accuracy(clf(data.test_seen_z).argmax(1), data.test_seen_y)
+    logits = clf(data.test_seen_z)
+    every = torch.arange(logits.shape[1], device=logits.device)
+    s = per_class_accuracy(decide(logits, every, every[:0]), data.test_seen_y)
     if data.test_unseen_y.numel() == 0:
         return {"S": s}
-    u = per_class_accuracy(clf(data.test_unseen_z).argmax(1), data.test_unseen_y)
+    u = per_class_accuracy(decide(clf(data.test_unseen_z), every, every[:0]), data.test_unseen_y)
     return {"S": s, "U": u, "H": harmonic_mean(s, u)}

@@ -17,19 +17,13 @@ import numpy as np
 import torch
 
 from . import report
-from .detect import build_detector, gated_predictions, ood_metrics, roc_curve, score_threshold
+from .detect import gated_predictions, ood_metrics, roc_curve, score_threshold
+from .detect.detectors import REGISTRY, make_detector
 from .detect.gate import per_class_thresholds
 from .gzsl import harmonic_mean, per_class_accuracy
+from .stage import decide
 
-DEFAULT_DETECTORS = ("nearest_class", "knn", "mahalanobis", "vmf", "msp", "energy")
-
-
-def _detector(name: str, geometry: str, classifier):
-    if name in ("msp", "energy"):
-        return build_detector(name, classifier=classifier)
-    if name == "nearest_class":
-        return build_detector(name, geometry=geometry)
-    return build_detector(name)
+DEFAULT_DETECTORS = tuple(REGISTRY.names())     # every registered detector
 
 
 def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
@@ -42,7 +36,7 @@ def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
     prototypes = model.codes(side, prep.side[side][torch.unique(y)])
     fitted = []
     for name in detectors:
-        det = _detector(name, model.family.geometry, clf).fit(z, y, prototypes=prototypes)
+        det = make_detector(name, model.family.geometry, clf).fit(z, y, prototypes=prototypes)
         s_trainval = det.score(z)
         fitted.append((name, det, score_threshold(s_trainval, tpr), s_trainval))
     return z, y, fitted
@@ -69,8 +63,10 @@ def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: flo
     seen = torch.unique(y["trainval"])
     unseen = torch.unique(y["test_unseen"])
     logits = {k: clf(z[k]) for k in ("test_seen", "test_unseen")}
-    ungated = {"S": per_class_accuracy(logits["test_seen"].argmax(1), y["test_seen"]),
-               "U": per_class_accuracy(logits["test_unseen"].argmax(1), y["test_unseen"])}
+    ungated = {"S": per_class_accuracy(decide(logits["test_seen"], seen, unseen),
+                                       y["test_seen"]),
+               "U": per_class_accuracy(decide(logits["test_unseen"], seen, unseen),
+                                       y["test_unseen"])}
     ungated["H"] = harmonic_mean(ungated["S"], ungated["U"])
     out = {"ungated": ungated, "detectors": {}, "scores": {}}
     for name, det, tau, s_trainval in fitted:
@@ -107,7 +103,7 @@ def evaluate_ood_sets(model, prep, clf, sets: dict, detectors=DEFAULT_DETECTORS,
     z_id, y_id = model.codes(image, prep.features[rows]), prep.labels[rows]
     z_ood = {name: model.codes(image, x) for name, x in sets.items()}
     _, _, fitted = _fitted_detectors(model, prep, clf, detectors, tpr, image)
-    s = per_class_accuracy(clf(z_id).argmax(1), y_id)
+    s = per_class_accuracy(clf(z_id).argmax(1), y_id)   # closed set: every class is seen
     out = {name: {"n_id": int(z_id.shape[0]), "n_ood": int(z.shape[0]), "S": s,
                   "detectors": {}, "scores": {}} for name, z in z_ood.items()}
     for det_name, det, tau, _ in fitted:

@@ -12,12 +12,13 @@ import torch
 from .data import (FeatureSet, SideInfoSpec, load_feature_file, load_ood_features,
                    load_xlsa17, make_synthetic, scale_features, scale_new_rows)
 from .errors import DataError, RecipeError
-from .gzsl import (PAPER_CLASSIFIER_EPOCHS, build_classifier_data, train_classifier,
-                   transfer_shots, validation_splits)
+from .decision import decide
+from .gzsl import PAPER_CLASSIFIER_EPOCHS, per_class_accuracy, transfer_shots, validation_splits
 from .latent import build_family
 from .model import MultimodalVAE
 from .objective import TERMS, Objective, Warmup
 from .recipe import Recipe
+from .stage import Gate, StageInputs, build_strategy, gzsl_metrics
 
 IMAGE = "image"
 
@@ -170,30 +171,79 @@ def prepare(recipe: Recipe, device: torch.device, load_ood: bool = True) -> Prep
                     device, {k: torch.as_tensor(v, device=device) for k, v in ood.items()})
 
 
-def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
-                         log=print) -> tuple[dict, torch.nn.Module]:
-    """Metrics and the trained latent classifier. Seeded independently of VAE training, so ``hyperzsl-eval`` on a saved run
-    reproduces the numbers that ``hyperzsl-train`` printed."""
+def test_codes(model: MultimodalVAE, prep: Prepared, splits: dict | None = None):
+    """(z_seen, y_seen, z_unseen, y_unseen): deterministic codes of the split's test sets."""
+    splits = splits or prep.splits
+    out = []
+    for key in ("test_seen", "test_unseen"):
+        rows = torch.as_tensor(splits[key], device=prep.device)
+        out += [model.codes(IMAGE, prep.features[rows]), prep.labels[rows]]
+    return tuple(out)
+
+
+def stage_classes(prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seen (trainval) and unseen (test_unseen) class ids of the split in use."""
+    seen = np.unique(prep.fs.labels[prep.splits["trainval"]])
+    unseen = np.unique(prep.fs.labels[prep.fs.splits["test_unseen"]])
+    return (torch.as_tensor(seen, device=prep.device), torch.as_tensor(unseen, device=prep.device))
+
+
+def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float = 0.0,
+                 gate=None) -> dict:
+    """S/U/H (or ZSL accuracy) of a fitted strategy with the decision knobs, through
+    :func:`hyperzsl.decision.decide`."""
+    z_s, y_s, z_u, y_u = codes
+    if zsl:
+        return {"zsl_accuracy": per_class_accuracy(
+            decide(scorer(z_u), seen, unseen, zsl=True), y_u)}
+    preds = []
+    for z in (z_s, z_u):
+        scores = scorer(z)
+        route = gate.route(z, scores) if gate is not None and z.shape[0] else None
+        preds.append(decide(scores, seen, unseen, stacking, route) if z.shape[0] else
+                     torch.zeros(0, dtype=torch.long, device=z.device))
+    return gzsl_metrics(preds[0], y_s, preds[1], y_u)
+
+
+def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
+    """The recipe's strategy fitted on its split (seeded independently of VAE training, so
+    that ``hyperzsl-eval`` on a saved run reproduces the numbers ``hyperzsl-train``
+    printed). Returns (strategy, per-epoch history, codes)."""
     torch.manual_seed(recipe.seed + 1)
     model.eval()
-    seen = torch.as_tensor(np.unique(prep.fs.labels[prep.splits["trainval"]]))
-    unseen = torch.as_tensor(np.unique(prep.fs.labels[prep.fs.splits["test_unseen"]]))
+    codes = codes or test_codes(model, prep)
+    seen, unseen = stage_classes(prep)
     zsl = recipe.protocol.setting == "zsl"
     cfg = recipe.classifier
-    data = build_classifier_data(model, prep.features, prep.labels, prep.side, prep.splits,
-                                 cfg, seen[:0] if zsl else seen, unseen, IMAGE)
-    label_map = None
-    n_out = prep.fs.num_classes
-    if zsl:
-        label_map = torch.full((n_out,), -1, dtype=torch.long, device=prep.device)
-        label_map[unseen.to(prep.device)] = torch.arange(len(unseen), device=prep.device)
-        n_out = len(unseen)
+    strategy = build_strategy(cfg.strategy, cfg.strategy_options)
+    history = strategy.fit(StageInputs(model, prep, prep.splits, cfg, seen, unseen, zsl,
+                                       classifier_epochs(recipe), IMAGE), codes)
+    return strategy, history, codes
+
+
+def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
+                         log=print) -> tuple[dict, torch.nn.Module]:
+    """Metrics and the fitted strategy (callable: codes -> class scores)."""
+    strategy, history, codes = fit_stage(recipe, model, prep)
+    cfg = recipe.classifier
+    seen, unseen = stage_classes(prep)
+    gate = None
+    if cfg.gate is not None:
+        g = cfg.gate
+        gate = Gate(model, prep, prep.splits, strategy, g.detector, g.tpr, g.per_class,
+                    g.options, IMAGE)
+    result = stage_result(strategy, codes, seen, unseen, recipe.protocol.setting == "zsl",
+                          cfg.stacking, gate)
     epochs = classifier_epochs(recipe)
-    with torch.enable_grad():
-        clf, history = train_classifier(data, n_out, cfg, epochs, label_map)
-    result = dict(history[-1])
+    samples = getattr(strategy, "samples", None)
     log("classifier: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in result.items())
-        + f" (after {epochs} epochs, {data.train_z.shape[0]} latent samples)")
+        + f" ({cfg.strategy}" + (f", after {epochs} epochs, {samples} latent samples"
+                                 if samples else "")
+        + (f", stacking {cfg.stacking:g}" if cfg.stacking else "")
+        + (f", gate {cfg.gate.detector} at tpr {cfg.gate.tpr:g}" if gate else "") + ")")
     metrics = {"result": result, "classifier_history": history, "classifier_epochs": epochs,
-               "classifier_samples": int(data.train_z.shape[0])}
-    return metrics, clf
+               "classifier_samples": samples,
+               "stage": {"strategy": cfg.strategy, "stacking": cfg.stacking,
+                         "gate": dataclasses.asdict(cfg.gate) if cfg.gate else None,
+                         "unseen_spread": cfg.unseen_spread}}
+    return metrics, strategy

@@ -113,6 +113,35 @@ class ClassifierConfig:
     # (1 = as learned, the paper). A seen/unseen calibration knob: choose it on the
     # validation split (protocol.split: validation), never on test.
     unseen_spread: float = 1.0
+    # The stage's strategy (hyperzsl.stage.STRATEGIES: softmax | prototype) and its options
+    strategy: str = "softmax"
+    strategy_options: dict = field(default_factory=dict)
+    # Calibrated stacking: subtracted from the seen classes' scores (0: the paper's argmax)
+    stacking: float = 0.0
+    # Seen/unseen gate: samples the detector flags go to the unseen classes (null: none)
+    gate: Optional["GateConfig"] = None
+
+
+@dataclass
+class GateConfig:
+    detector: str = "vmf"
+    options: dict = field(default_factory=dict)
+    tpr: float = 0.95          # share of the split's trainval codes kept on the seen side
+    per_class: bool = False    # one threshold per seen class (the boundary paper's v2)
+
+
+@dataclass
+class CalibrationConfig:
+    """``enabled``: hyperzsl-train first trains on the validation split, chooses the
+    classifier-stage knobs below by validation H (the VAE trained once, only the stage
+    rerun per value), then trains on trainval and reports test with the chosen knobs."""
+    enabled: bool = False
+    unseen_spread: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
+    # stacking constants: a list, "auto" (0 and every point where a validation decision
+    # changes, at 200 quantiles of the seen-unseen score margin) or "off" (0 only)
+    stacking: Union[list[float], Literal["auto", "off"]] = "auto"
+    gate_detectors: list[str] = field(default_factory=list)   # e.g. [vmf, energy]
+    gate_tpr: list[float] = field(default_factory=lambda: [0.95])
 
 
 @dataclass
@@ -155,6 +184,7 @@ class Recipe:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     ood: OODConfig = field(default_factory=OODConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     recipe_dir: Optional[str] = None  # where the YAML came from, for relative paths
 
 
@@ -172,6 +202,8 @@ def _type_name(tp) -> str:
 def _convert(value: Any, tp, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
         errors = []
         for option in typing.get_args(tp):
             if option is type(None):
@@ -371,6 +403,7 @@ def resolve(recipe: Recipe) -> Recipe:
     if not recipe.data.side_info:
         raise RecipeError("data.side_info must name at least one side information")
     _check_ood(recipe)
+    _check_stage(recipe)
     from .latent import family_class
     family_class(m.family)  # unknown family -> named error now, not after loading data
     return recipe
@@ -400,6 +433,46 @@ def _check_ood(recipe: Recipe) -> None:
                 detector_class(name)
             except RecipeError as exc:
                 raise RecipeError(f"ood.detectors[{i}]: {exc}") from None
+
+
+def _check_stage(recipe: Recipe) -> None:
+    """Strategy, gate and calibration grid: named errors before anything is loaded."""
+    from .detect.detectors import detector_class
+    from .stage import STRATEGIES, build_strategy
+    c, cal = recipe.classifier, recipe.calibration
+    STRATEGIES.get(c.strategy)
+    build_strategy(c.strategy, c.strategy_options)      # unknown options are named here
+    if not math.isfinite(c.stacking):
+        raise RecipeError(f"classifier.stacking must be a finite number, got {c.stacking!r}")
+    if c.gate is not None:
+        detector_class(c.gate.detector)
+        if not 0.0 < c.gate.tpr <= 1.0:
+            raise RecipeError(f"classifier.gate.tpr must lie in (0, 1], got {c.gate.tpr}")
+    if not cal.enabled:
+        return
+    for key in ("unseen_spread", "gate_tpr") + (("stacking",) if isinstance(cal.stacking, list)
+                                                else ()):
+        values = getattr(cal, key)
+        if not values:
+            raise RecipeError(f"calibration.{key}: the grid has no values")
+        if any(not math.isfinite(v) for v in values):
+            raise RecipeError(f"calibration.{key}: values must be finite numbers, got {values}")
+    if any(v <= 0 for v in cal.unseen_spread):
+        raise RecipeError(f"calibration.unseen_spread: values must be positive, got "
+                          f"{cal.unseen_spread}")
+    if any(not 0 < v <= 1 for v in cal.gate_tpr):
+        raise RecipeError(f"calibration.gate_tpr: values must lie in (0, 1], got {cal.gate_tpr}")
+    for i, name in enumerate(cal.gate_detectors):
+        try:
+            detector_class(name)
+        except RecipeError as exc:
+            raise RecipeError(f"calibration.gate_detectors[{i}]: {exc}") from None
+    if recipe.protocol.split != "test":
+        raise RecipeError("calibration.enabled runs the validation split itself; leave "
+                          "protocol.split at 'test'")
+    if recipe.protocol.setting != "gzsl":
+        raise RecipeError("calibration chooses GZSL knobs by validation H; it needs "
+                          "protocol.setting gzsl")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

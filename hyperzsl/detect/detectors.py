@@ -15,7 +15,6 @@ to the host (one sort).
 from __future__ import annotations
 
 import abc
-import difflib
 import inspect
 from typing import Callable, ClassVar
 
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import NotFittedError, RecipeError
+from ..registry import Registry, check_options
 from .index import NearestNeighborIndex
 from .metrics import score_threshold
 
@@ -306,33 +306,32 @@ class EnergyDetector(Detector):
         return _by_rows(lambda rows: -t * torch.logsumexp(self.classifier(rows) / t, dim=1), z)
 
 
-DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (
-    NearestClassDetector, KNNDetector, MahalanobisDetector, VMFLikelihoodDetector,
-    MSPDetector, EnergyDetector)}
-
-
-def detector_class(name: str) -> type[Detector]:
-    """The registered detector class; an unknown name is a named error with the closest
-    valid name suggested."""
-    if name not in DETECTORS:
-        raise RecipeError(f"unknown detector '{name}'{_suggestion(name, DETECTORS)}; "
-                          f"known: {', '.join(sorted(DETECTORS))}")
-    return DETECTORS[name]
+REGISTRY: Registry[type[Detector]] = Registry("detector")
+for _cls in (NearestClassDetector, KNNDetector, MahalanobisDetector, VMFLikelihoodDetector,
+             MSPDetector, EnergyDetector):
+    REGISTRY.register(_cls)
+DETECTORS = REGISTRY.as_dict()   # a snapshot of the built-ins, for code that iterates them
+detector_class = REGISTRY.get
 
 
 def build_detector(name: str, **options) -> Detector:
     """A detector by registry name with its constructor options; unknown names and
     options are named errors with the closest valid name suggested."""
     cls = detector_class(name)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        hint = _suggestion(unknown[0], valid)
-        raise RecipeError(f"unknown option(s) {unknown} for detector '{name}'{hint}; "
-                          f"valid: {', '.join(valid)}")
+    check_options("detector", name, options,
+                  [p for p in inspect.signature(cls.__init__).parameters if p != "self"])
     return cls(**options)
 
 
-def _suggestion(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def make_detector(name: str, geometry: str, classifier, options: dict | None = None) -> Detector:
+    """A detector for latent codes: the ones that consume class scores get ``classifier``
+    and the ones with a ``geometry`` get the latent family's (unless ``options`` set
+    it); what a detector consumes is read from its constructor, not from its name."""
+    cls = detector_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    options = dict(options or {})
+    if "classifier" in params:
+        options["classifier"] = classifier
+    if "geometry" in params:
+        options.setdefault("geometry", geometry)
+    return build_detector(name, **options)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..decision import decide   # the one decision rule of every S/U/H number
 from ..errors import NotFittedError, RecipeError
 from .detectors import Detector
 from .metrics import score_threshold
@@ -83,8 +84,10 @@ def gated_predictions(scores: Tensor, threshold: float | Tensor, seen_logits: Te
                               f"{len(seen_classes)} seen classes")
         threshold = threshold.to(scores.device, scores.dtype)[seen_choice]
     routed_unseen = scores > threshold
-    predictions = torch.where(routed_unseen, unseen_classes[unseen_logits.argmax(dim=1)],
-                              seen_classes[seen_choice])
+    columns = torch.arange(len(seen_classes) + len(unseen_classes), device=scores.device)
+    local = decide(torch.cat([seen_logits, unseen_logits], dim=1), columns[:len(seen_classes)],
+                   columns[len(seen_classes):], route_unseen=routed_unseen)
+    predictions = torch.cat([seen_classes, unseen_classes])[local]
     result = GateResult(predictions, routed_unseen)
     if labels is not None:
         labels = torch.as_tensor(labels, device=scores.device).reshape(-1)
