@@ -50,7 +50,11 @@ def train_main(argv: list[str] | None = None) -> int:
         device = select_device(recipe.device)
         _threads(recipe, device)
         run_dir = args.out or default_run_dir(recipe)
-        train_run(recipe, run_dir, device)
+        if recipe.calibration.enabled:
+            from .calibrate import calibrated_run
+            calibrated_run(recipe, run_dir, device)
+        else:
+            train_run(recipe, run_dir, device)
         print(f"run folder: {run_dir}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

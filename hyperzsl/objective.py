@@ -44,6 +44,22 @@ def reconstruction_error(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     return (diff.abs() if kind == "l1" else diff.pow(2)).sum(dim=-1)
 
 
+class SampledLatents:
+    """One posterior sample per modality. A loss term reaches a sample only through
+    :meth:`term`, which attaches the family's gradient correction (``surrogate_loss``,
+    e.g. the vMF rejection sampler's score term) to its per-sample loss, so no term that
+    uses samples can leave it out."""
+
+    def __init__(self, family, posts: Mapping[str, object]):
+        self._family, self._posts = family, posts
+        self._z = {m: family.sample(q) for m, q in posts.items()}
+
+    def term(self, source: str, per_sample_loss) -> Tensor:
+        """sum over the batch of ``per_sample_loss(z_source)`` (shape (batch,)), corrected."""
+        value = per_sample_loss(self._z[source])
+        return self._family.surrogate_loss(self._posts[source], value).sum()
+
+
 class Objective:
     """``weights``: term name -> Warmup, for the terms that are on."""
 
@@ -67,11 +83,11 @@ class Objective:
         family = model.family
         w = self.weights_at(epoch)
         posts = {m: model.encode(m, x) for m, x in batch.items()}
-        z = {m: family.sample(q) for m, q in posts.items()}
+        latents = SampledLatents(family, posts)
 
         def rec(source: str, target: str) -> Tensor:
-            err = reconstruction_error(model.decode(target, z[source]), batch[target], self.loss)
-            return family.surrogate_loss(posts[source], err).sum()
+            return latents.term(source, lambda z: reconstruction_error(
+                model.decode(target, z), batch[target], self.loss))
 
         parts = {"reconstruction": sum(rec(m, m) for m in batch)}
         if w.get("kl", 0.0) > 0:
@@ -88,7 +104,8 @@ class Objective:
                 raise ValueError("the classification term needs a model built with "
                                  "num_classes and the batch's labels")
             parts["classification"] = sum(
-                F.cross_entropy(model.latent_classifier(z[m]), labels, reduction="sum")
+                latents.term(m, lambda z: F.cross_entropy(model.latent_classifier(z), labels,
+                                                          reduction="none"))
                 for m in batch)
 
         total = parts["reconstruction"]

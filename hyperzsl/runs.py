@@ -52,9 +52,11 @@ def result_rows(metrics: dict, label: str) -> list[dict]:
     return [{"run": label, **metrics["result"]}]
 
 
-def train_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
-    """Train a VAE, evaluate it, write the run folder. Returns metrics."""
-    if os.path.isdir(run_dir) and os.listdir(run_dir):
+def train_run(recipe: Recipe, run_dir: str, device: torch.device,
+              keep: set[str] = frozenset()) -> dict:
+    """Train a VAE, evaluate it, write the run folder. Returns metrics. ``keep``: entries
+    the folder may already hold (a calibration's validation run)."""
+    if os.path.isdir(run_dir) and set(os.listdir(run_dir)) - set(keep):
         raise HyperzslError(f"run folder {run_dir} exists and is not empty; pass another "
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
