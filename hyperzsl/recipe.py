@@ -96,6 +96,7 @@ class TrainConfig:
     terms: TermsConfig = field(default_factory=TermsConfig)
     checkpoint_every: int = 10
     log_every: int = 1
+    fused_optimizer: bool = True   # false: Adam's per-tensor loop, as the official code runs
 
 
 @dataclass
