@@ -33,14 +33,28 @@ def train_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hyperzsl-train",
                                 description="Train a multimodal VAE from a recipe and "
                                             "report GZSL S/U/H.")
-    p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/demo.yaml")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its last complete checkpoint "
+                        "(same numbers as an uninterrupted run on CPU)")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: resume although the code or recipe changed (the "
+                        "run record says so)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=10")
     p.add_argument("--out", help="run folder to create (default runs/NAME-seedS-TIME)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default: the recipe's)")
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
     args = p.parse_args(argv)
+    if bool(args.recipe) == bool(args.resume):
+        p.error("give a recipe, or --resume RUN_DIR (not both)")
     try:
+        if args.resume:
+            from .runs import resume_run
+            device = select_device(args.device) if args.device else None
+            resume_run(args.resume, device, args.force, configure=_threads)
+            print(f"run folder: {args.resume}")
+            return 0
         overrides = list(args.overrides)
         if args.seed is not None:
             overrides.append(f"seed={args.seed}")

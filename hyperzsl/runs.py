@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import sys
 import time
@@ -52,11 +53,48 @@ def result_rows(metrics: dict, label: str) -> list[dict]:
     return [{"run": label, **metrics["result"]}]
 
 
+def code_fingerprint() -> str:
+    """A hash of the package's source files: a resumed run must run the same code."""
+    import hashlib
+    root = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), "rb") as fh:
+                h.update(name.encode() + fh.read())
+    return h.hexdigest()[:16]
+
+
+def rng_state() -> dict:
+    """Every random stream training draws from (batches, epsilons and the classifier
+    stage use torch's global generator; numpy and Python's are saved too)."""
+    import random
+
+    import numpy as np
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def train_run(recipe: Recipe, run_dir: str, device: torch.device,
-              keep: set[str] = frozenset()) -> dict:
+              keep: set[str] = frozenset(), resume: dict | None = None) -> dict:
     """Train a VAE, evaluate it, write the run folder. Returns metrics. ``keep``: entries
-    the folder may already hold (a calibration's validation run)."""
-    if os.path.isdir(run_dir) and set(os.listdir(run_dir)) - set(keep):
+    the folder may already hold (a calibration's validation run). ``resume``: a
+    checkpoint of this run to continue from (``resume_run``)."""
+    if resume is None and os.path.isdir(run_dir) and set(os.listdir(run_dir)) - set(keep):
         raise HyperzslError(f"run folder {run_dir} exists and is not empty; pass another "
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
@@ -69,8 +107,17 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     info = {"status": "training", "seed": recipe.seed, "mode": recipe.mode,
             "device": str(device), "family": model.family.describe(),
             "data": prep.fs.summary(), "environment": report.environment(),
+            "code": code_fingerprint(),
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
+    if resume is not None:
+        with open(os.path.join(run_dir, "run.json")) as fh:
+            previous = json.load(fh)
+        info["started"] = previous.get("started", info["started"])
+        info["resumed"] = previous.get("resumed", []) + [{
+            "at": _dt.datetime.now().isoformat(timespec="seconds"),
+            "from_epoch": resume["epoch"], "code_changed": resume.get("code_changed", False),
+            "recipe_changed": resume.get("recipe_changed", False)}]
     report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
     report.write_json(os.path.join(run_dir, "run.json"), info)
     log(f"hyperzsl {info['environment']['hyperzsl']} | {recipe.name} | mode {recipe.mode} | "
@@ -88,24 +135,36 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     optimizer = make_optimizer(model, recipe.train)
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
     trainval = torch.as_tensor(prep.splits["trainval"], device=device)
+    history: list[dict] = []
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        history, start = list(resume.get("history", [])), resume["epoch"]
+        set_rng_state(resume["rng"])
+        log(f"resuming after epoch {start} of {recipe.train.epochs}")
 
     def checkpoint(epoch: int, record: dict) -> None:
         done = epoch + 1
+        history.append(record)
         if done % recipe.train.checkpoint_every == 0 or done == recipe.train.epochs:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                "epoch": done, "input_dims": prep.input_dims,
-                               "recipe": yaml.safe_load(dump_recipe(recipe))}, ckpt_path)
+                               "recipe": yaml.safe_load(dump_recipe(recipe)),
+                               "rng": rng_state(), "history": list(history),
+                               "code": info["code"]}, ckpt_path)
 
     t0 = time.perf_counter()
     try:
-        history = fit(model, objective, prep.features[trainval], prep.labels[trainval],
-                      prep.side, recipe.train, optimizer, image=IMAGE, on_epoch=checkpoint,
-                      log=log)
+        fit(model, objective, prep.features[trainval], prep.labels[trainval], prep.side,
+            recipe.train, optimizer, start_epoch=start, image=IMAGE, on_epoch=checkpoint,
+            log=log)
     except (KeyboardInterrupt, HyperzslError) as exc:
         done = torch.load(ckpt_path, weights_only=False)["epoch"] if os.path.exists(
             ckpt_path) else 0
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        log(f"training {why}; last complete checkpoint: epoch {done} ({ckpt_path if done else 'none'})")
+        log(f"training {why}; last complete checkpoint: epoch {done} ({ckpt_path if done else 'none'})"
+            + (f"; continue with hyperzsl-train --resume {run_dir}" if done else ""))
         info.update(status=why, checkpoint_epoch=done, error=str(exc) or why)
         report.write_json(os.path.join(run_dir, "run.json"), info)
         log.close()
@@ -121,6 +180,44 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     report.write_json(os.path.join(run_dir, "run.json"), info)
     log.close()
     return metrics
+
+
+def resume_run(run_dir: str, device: torch.device | None = None, force: bool = False,
+               configure=None) -> dict:
+    """Continue an interrupted run from its last complete checkpoint: model, optimiser,
+    every random stream and the epoch, so that on CPU it ends with the same checkpoint
+    and numbers as an uninterrupted run. A finished run is refused; so is one whose code
+    changed since it started, unless ``force`` (the run record then says so)."""
+    from .pipeline import select_device
+    for name in ("run.json", "recipe.yaml", "checkpoint.pt"):
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise HyperzslError(f"--resume: {os.path.join(run_dir, name)} not found; is "
+                                f"{run_dir} a hyperzsl run folder with a checkpoint?")
+    with open(os.path.join(run_dir, "run.json")) as fh:
+        info = json.load(fh)
+    if info.get("status") == "done":
+        raise HyperzslError(f"--resume: {run_dir} finished already (status done); nothing "
+                            f"to resume")
+    with open(os.path.join(run_dir, "recipe.yaml")) as fh:
+        recipe = recipe_from_dict(yaml.safe_load(fh))
+    ckpt = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False,
+                      map_location="cpu")
+    if "rng" not in ckpt:
+        raise HyperzslError(f"--resume: {run_dir}'s checkpoint predates resumable "
+                            f"checkpoints (no random-stream state); retrain it")
+    changed = {"code_changed": ckpt.get("code") != code_fingerprint(),
+               "recipe_changed": ckpt.get("recipe") != yaml.safe_load(dump_recipe(recipe))}
+    if any(changed.values()) and not force:
+        what = " and ".join(k.split("_")[0] for k, v in changed.items() if v)
+        raise HyperzslError(f"--resume: the {what} differ(s) from the run's start; the "
+                            f"result would not be the interrupted run's. Pass --force to "
+                            f"resume anyway (the run record will say so)")
+    device = device or select_device(recipe.device)
+    if configure is not None:
+        configure(recipe, device)            # e.g. the CLI's thread count
+    ckpt = {**torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=False,
+                         map_location=device), **changed}
+    return train_run(recipe, run_dir, device, resume=ckpt)
 
 
 def write_results(run_dir: str, recipe: Recipe, metrics: dict, history: list[dict] | None,

@@ -177,3 +177,60 @@ def test_validation_protocol_and_unseen_spread_tuning(tmp_path, demo_run, capsys
     capsys.readouterr()
     assert tune.main([demo_run]) == 2
     assert "test-set selection" in capsys.readouterr().err
+
+
+def _tensors_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigkill"])
+def test_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path, how):
+    """Interrupted mid-run (Ctrl-C, or SIGKILL as a crash or a preempted job would), then
+    --resume: the same S/U/H, per-epoch losses and checkpoint tensors as a run that was
+    never interrupted (CPU)."""
+    sets = ["--set", "train.epochs=12", "--set", "train.checkpoint_every=3",
+            "--set", "classifier.epochs=3"]
+    whole, cut = str(tmp_path / "whole"), tmp_path / "cut"
+    assert train_main([DEMO, "--out", whole] + sets) == 0
+    cmd = [sys.executable, "-c", "import sys; from hyperzsl.cli import train_main; "
+           "sys.exit(train_main(sys.argv[1:]))", DEMO, "--out", str(cut)] + sets
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ckpt = cut / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.exists() and torch.load(
+            ckpt, weights_only=False)["epoch"] >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
+    proc.communicate(timeout=60)
+    epoch = torch.load(ckpt, weights_only=False)["epoch"]
+    assert 3 <= epoch < 12, "interrupted too late to test anything"
+    assert train_main(["--resume", str(cut)]) == 0
+    a = torch.load(os.path.join(whole, "checkpoint.pt"), weights_only=False)
+    b = torch.load(ckpt, weights_only=False)
+    assert _tensors_equal(a["model"], b["model"])
+    ma = json.load(open(os.path.join(whole, "metrics.json")))
+    mb = json.load(open(cut / "metrics.json"))
+    assert ma["result"] == mb["result"]
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in ma["vae_history"]]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in mb["vae_history"]]
+    run = json.load(open(cut / "run.json"))
+    assert run["status"] == "done" and run["resumed"][0]["from_epoch"] == epoch
+    # a finished run is refused, and nothing in it changes
+    assert train_main(["--resume", str(cut)]) == 2
+
+
+def test_resume_refuses_a_changed_recipe_unless_forced(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert train_main([DEMO, "--out", str(out), "--set", "train.epochs=3", "--set",
+                       "classifier.epochs=1", "--set", "train.checkpoint_every=1"]) == 0
+    run = json.load(open(out / "run.json"))
+    run["status"] = "interrupted"
+    json.dump(run, open(out / "run.json", "w"))
+    recipe = yaml.safe_load(open(out / "recipe.yaml"))
+    recipe["train"]["lr"] = 0.01
+    yaml.safe_dump(recipe, open(out / "recipe.yaml", "w"))
+    assert train_main(["--resume", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert train_main(["--resume", str(out), "--force"]) == 0
+    assert json.load(open(out / "run.json"))["resumed"][0]["recipe_changed"] is True
