@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .decision import decide
-from .errors import DataError
+from .errors import DataError, RecipeError
 from .model import MultimodalVAE, xavier_init
 
 # Classifier epochs of the official code (single_experiment.py L66-110), used by
@@ -46,7 +46,7 @@ def per_class_accuracy(pred: Tensor, target: Tensor, classes: Tensor | None = No
     onehot = target.unsqueeze(1) == classes.unsqueeze(0)
     counts = onehot.sum(0)
     if (counts == 0).any():
-        raise ValueError("per_class_accuracy: some classes have no test sample")
+        raise DataError("per_class_accuracy: some classes have no test sample")
     return float(((correct.unsqueeze(1) * onehot).sum(0) / counts).mean())
 
 
@@ -66,8 +66,9 @@ def transfer_shots(splits: dict, labels: np.ndarray, shots: int, seed: int) -> d
     for c in np.unique(labels[unseen]):
         rows = unseen[labels[unseen] == c]
         if rows.size <= shots:
-            raise ValueError(f"class {c} has {rows.size} test_unseen samples, cannot move "
-                             f"{shots} shots and keep a test set")
+            raise RecipeError(f"protocol.shots {shots}: unseen class {c} has {rows.size} "
+                              f"test_unseen samples, so it cannot give {shots} shots and "
+                              f"keep a test set; lower protocol.shots")
         rows = rows[rng.permutation(rows.size)]
         moved.append(rows[:shots])
         keep.append(rows[shots:])

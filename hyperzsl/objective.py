@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import RecipeError
 from .model import MultimodalVAE
 
 TERMS = ("kl", "cross_reconstruction", "alignment", "classification")
@@ -67,7 +68,7 @@ class Objective:
                  reduction: str = "sum"):
         unknown = set(weights) - set(TERMS)
         if unknown:
-            raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {TERMS}")
+            raise RecipeError(f"unknown loss terms {sorted(unknown)}; known: {TERMS}")
         self.weights = dict(weights)
         self.loss = loss
         self.reduction = reduction
@@ -101,8 +102,8 @@ class Objective:
                 for a, b in itertools.combinations(batch, 2))
         if w.get("classification", 0.0) > 0:
             if model.latent_classifier is None or labels is None:
-                raise ValueError("the classification term needs a model built with "
-                                 "num_classes and the batch's labels")
+                raise RecipeError("train.terms.classification needs a model built with "
+                                  "num_classes and the batch's labels")
             parts["classification"] = sum(
                 latents.term(m, lambda z: F.cross_entropy(model.latent_classifier(z), labels,
                                                           reduction="none"))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from hyperzsl.errors import DataError
+from hyperzsl.errors import DataError, RecipeError
 from hyperzsl.gzsl import (harmonic_mean, per_class_accuracy, select_rows, transfer_shots,
                           validation_splits)
 
@@ -44,7 +44,7 @@ def test_transfer_shots_seeded_and_disjoint():
     assert len(a["shots"]) == 6 and len(a["test_unseen"]) == 14
     assert not np.intersect1d(a["shots"], a["test_unseen"]).size
     assert np.bincount(labels[a["shots"]], minlength=4).tolist() == [0, 0, 3, 3]
-    with pytest.raises(ValueError, match="cannot move"):
+    with pytest.raises(RecipeError, match="cannot give"):
         transfer_shots(splits, labels, 10, seed=0)
 
 
