@@ -22,8 +22,8 @@ import os
 import torch
 
 from . import report
-from .errors import HyperzslError
 from .decision import decide
+from .errors import HyperzslError
 from .pipeline import Prepared, fit_stage, run_classifier_stage, stage_classes, test_codes
 from .recipe import GateConfig, Recipe, recipe_from_dict, recipe_to_dict
 from .stage import Gate, gzsl_metrics, stacking_candidates

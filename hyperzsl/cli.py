@@ -103,8 +103,13 @@ def _ood(args, recipe, model, prep, clf, detectors, log) -> None:
     """Protocol (a) when the split has unseen test classes, protocol (b) for every OOD
     set of the recipe: one ood.json, one ood_table.md, ROC and histogram PNGs each."""
     from . import report
-    from .ood_eval import evaluate_ood, evaluate_ood_sets, format_ood_set_table, \
-        format_ood_table, plot_ood
+    from .ood_eval import (
+        evaluate_ood,
+        evaluate_ood_sets,
+        format_ood_set_table,
+        format_ood_table,
+        plot_ood,
+    )
 
     tpr = recipe.ood.tpr
     prefix = os.path.join(args.run_dir, "ood")

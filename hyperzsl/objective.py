@@ -4,9 +4,10 @@ a linear warm-up, each term switchable.
 
 Switching terms off gives the paper's ablations: DA-VAE (no cross-reconstruction),
 CA-VAE (no alignment), CADA-VAE (both). ``classification`` is the boundary-based model's
-cross-entropy of the model's ``latent_classifier`` on every modality's latent samples. As in the official code every term is a *sum*
-over batch and dimensions by default (reference/cadavae.md section 4); ``reduction:
-mean`` divides the whole loss by the batch size (Adam is nearly invariant to that).
+cross-entropy of the model's ``latent_classifier`` on every modality's latent samples. As
+in the official code every term is a *sum* over batch and dimensions by default
+(reference/cadavae.md section 4); ``reduction: mean`` divides the whole loss by the batch
+size (Adam is nearly invariant to that).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import itertools
 from dataclasses import dataclass
 from typing import Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

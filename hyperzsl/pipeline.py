@@ -9,10 +9,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import (FeatureSet, SideInfoSpec, load_feature_file, load_ood_features,
-                   load_xlsa17, make_synthetic, scale_features, scale_new_rows)
-from .errors import DataError, RecipeError
+from .data import (
+    FeatureSet,
+    SideInfoSpec,
+    load_feature_file,
+    load_ood_features,
+    load_xlsa17,
+    make_synthetic,
+    scale_features,
+    scale_new_rows,
+)
 from .decision import decide
+from .errors import DataError, RecipeError
 from .gzsl import PAPER_CLASSIFIER_EPOCHS, per_class_accuracy, transfer_shots, validation_splits
 from .latent import build_family
 from .model import MultimodalVAE

@@ -21,8 +21,7 @@ import yaml
 
 from . import report
 from .errors import HyperzslError
-from .pipeline import (IMAGE, build_model, build_objective, pin_paths, prepare,
-                       run_classifier_stage)
+from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
 from .recipe import Recipe, dump_recipe, recipe_from_dict
 from .train import atomic_torch_save, fit, make_optimizer
 

@@ -23,7 +23,6 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import Tensor
 
-from .decision import decide
 from .errors import RecipeError
 from .gzsl import build_classifier_data, harmonic_mean, per_class_accuracy, train_classifier
 from .registry import Registry, check_options

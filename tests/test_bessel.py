@@ -15,9 +15,17 @@ import pytest
 import torch
 
 from hyperzsl.latent import bessel
-from hyperzsl.latent.bessel import (kl_vmf_uniform, log_iv, log_ive, log_normalizer_plus_kappa,
-                                    log_sphere_area, mean_resultant_length, mrl_derivative,
-                                    one_minus_mrl, vmf_log_normalizer)
+from hyperzsl.latent.bessel import (
+    kl_vmf_uniform,
+    log_iv,
+    log_ive,
+    log_normalizer_plus_kappa,
+    log_sphere_area,
+    mean_resultant_length,
+    mrl_derivative,
+    one_minus_mrl,
+    vmf_log_normalizer,
+)
 
 FIXTURE = Path(__file__).parent / "data" / "bessel_reference.npz"
 F32, F64 = torch.float32, torch.float64

@@ -7,9 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hyperzsl.detect import (DETECTORS, BoundaryGate, KNNDetector, MahalanobisDetector,
-                             NearestClassDetector, VMFLikelihoodDetector, auroc,
-                             build_detector, gated_predictions)
+from hyperzsl.detect import (
+    DETECTORS,
+    BoundaryGate,
+    KNNDetector,
+    MahalanobisDetector,
+    NearestClassDetector,
+    VMFLikelihoodDetector,
+    auroc,
+    build_detector,
+    gated_predictions,
+)
 from hyperzsl.errors import NotFittedError, RecipeError
 
 DIM, NOISE = 16, 0.25

@@ -4,7 +4,6 @@ detection on CUDA tensors. Skipped where torch sees no GPU (CI); run on a GPU ma
 import pytest
 import torch
 
-from hyperzsl.latent import build_family
 from hyperzsl.latent.bessel import kl_vmf_uniform, mean_resultant_length, vmf_log_normalizer
 from hyperzsl.latent.power_spherical import PowerSpherical
 from hyperzsl.latent.vmf import VonMisesFisher
@@ -81,6 +80,7 @@ def test_training_runs_on_cuda_and_learns(family, tmp_path):
     import os
 
     from conftest import REPO
+
     from hyperzsl.cli import train_main
     out = str(tmp_path / family)
     rc = train_main([os.path.join(REPO, "recipes", "demo.yaml"), "--device", "cuda",

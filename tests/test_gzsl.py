@@ -4,8 +4,13 @@ import pytest
 import torch
 
 from hyperzsl.errors import DataError, RecipeError
-from hyperzsl.gzsl import (harmonic_mean, per_class_accuracy, select_rows, transfer_shots,
-                          validation_splits)
+from hyperzsl.gzsl import (
+    harmonic_mean,
+    per_class_accuracy,
+    select_rows,
+    transfer_shots,
+    validation_splits,
+)
 
 
 def test_per_class_accuracy_is_mean_of_class_rates():

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, shared_path
+
 from hyperzsl.cli import eval_main, train_main
 from hyperzsl.data import FeatureSet, load_feature_file, scale_features, scale_new_rows
 from hyperzsl.errors import DataError, RecipeError

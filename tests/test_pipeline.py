@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 import yaml
-
 from conftest import REPO
+
 from hyperzsl.cli import eval_main, train_main
 
 DEMO = os.path.join(REPO, "recipes", "demo.yaml")

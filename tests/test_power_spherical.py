@@ -14,11 +14,20 @@ from torch.distributions import kl_divergence
 from hyperzsl.errors import RecipeError
 from hyperzsl.latent import build_family
 from hyperzsl.latent.bessel import log_sphere_area, mean_resultant_length
-from hyperzsl.latent.power_spherical import (PowerSpherical, PowerSphericalFamily,
-                                             kappa_ps_to_vmf, kappa_vmf_to_ps, kl_ps_uniform,
-                                             ps_log_normalizer)
-from hyperzsl.latent.vmf import (HypersphericalUniform, SphericalDistributionError,
-                                 VonMisesFisher, symmetric_kl_from_moments)
+from hyperzsl.latent.power_spherical import (
+    PowerSpherical,
+    PowerSphericalFamily,
+    kappa_ps_to_vmf,
+    kappa_vmf_to_ps,
+    kl_ps_uniform,
+    ps_log_normalizer,
+)
+from hyperzsl.latent.vmf import (
+    HypersphericalUniform,
+    SphericalDistributionError,
+    VonMisesFisher,
+    symmetric_kl_from_moments,
+)
 
 F64 = torch.float64
 

@@ -3,8 +3,8 @@ import glob
 import os
 
 import pytest
-
 from conftest import REPO
+
 from hyperzsl.errors import RecipeError
 from hyperzsl.recipe import load_recipe, recipe_from_dict
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO
+
 from hyperzsl.calibrate import choose_knobs, validation_recipe
 from hyperzsl.cli import train_main
 from hyperzsl.decision import decide
@@ -16,8 +16,14 @@ from hyperzsl.gzsl import build_classifier_data, train_classifier
 from hyperzsl.latent import build_family
 from hyperzsl.model import MultimodalVAE
 from hyperzsl.objective import Objective, Warmup
-from hyperzsl.pipeline import (build_model, build_objective, classifier_epochs, prepare,
-                               run_classifier_stage, stage_classes)
+from hyperzsl.pipeline import (
+    build_model,
+    build_objective,
+    classifier_epochs,
+    prepare,
+    run_classifier_stage,
+    stage_classes,
+)
 from hyperzsl.recipe import load_recipe
 from hyperzsl.stage import STRATEGIES, stacking_candidates
 from hyperzsl.train import fit

@@ -15,11 +15,21 @@ from torch.distributions import kl_divergence
 from hyperzsl.errors import RecipeError
 from hyperzsl.latent import build_family
 from hyperzsl.latent import vmf as vmf_module
-from hyperzsl.latent.bessel import (log_sphere_area, mean_resultant_length, mrl_derivative,
-                                    one_minus_mrl)
-from hyperzsl.latent.vmf import (HypersphericalUniform, SphericalDistributionError,
-                                 VMFFamily, VonMisesFisher, householder_rotate,
-                                 symmetric_kl_from_moments, w2_like)
+from hyperzsl.latent.bessel import (
+    log_sphere_area,
+    mean_resultant_length,
+    mrl_derivative,
+    one_minus_mrl,
+)
+from hyperzsl.latent.vmf import (
+    HypersphericalUniform,
+    SphericalDistributionError,
+    VMFFamily,
+    VonMisesFisher,
+    householder_rotate,
+    symmetric_kl_from_moments,
+    w2_like,
+)
 
 F64 = torch.float64
 GRID_M = [3, 5, 16, 64, 128, 512]

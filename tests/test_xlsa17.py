@@ -4,10 +4,16 @@ import os
 import numpy as np
 import pytest
 import scipy.io
-
 from conftest import shared_path
-from hyperzsl.data import (SideInfoSpec, load_att_splits, load_xlsa17, make_synthetic,
-                           save_xlsa17, scale_features)
+
+from hyperzsl.data import (
+    SideInfoSpec,
+    load_att_splits,
+    load_xlsa17,
+    make_synthetic,
+    save_xlsa17,
+    scale_features,
+)
 from hyperzsl.errors import DataError
 
 # dataset: (A, C, trainval, test_seen, test_unseen, train, val, max loc) from data.md

@@ -25,6 +25,7 @@ import statistics
 import time
 
 import numpy as np
+
 try:
     import resource
 except ImportError:                                  # not on Windows

@@ -514,9 +514,9 @@ def main(argv=None) -> int:
     q_img = model.encode(IMAGE, prep.features[torch.cat(rows)])
     q_side = model.encode(SIDE, prep.side[SIDE][torch.as_tensor(unseen)].repeat_interleave(
         recipe.classifier.unseen_samples, 0))
-    for what, q, z_off, z_mine in (
-            ("seen (image)", q_img, recorded["X"][:q_img.loc.shape[0]], mine.train_z[:q_img.loc.shape[0]]),
-            ("unseen (side)", q_side, recorded["X"][q_img.loc.shape[0]:], mine.train_z[q_img.loc.shape[0]:])):
+    k = q_img.loc.shape[0]
+    for what, q, z_off, z_mine in (("seen (image)", q_img, recorded["X"][:k], mine.train_z[:k]),
+                                   ("unseen (side)", q_side, recorded["X"][k:], mine.train_z[k:])):
         sigma = q.logvar.exp()                       # the faithful scale: exp(logvar)
         eps_off, eps_mine = (z_off - q.loc) / sigma, (z_mine - q.loc) / sigma
         spread_off = float((eps_off - eps_off.mean(1, keepdim=True)).abs().max())

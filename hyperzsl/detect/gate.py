@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..decision import decide   # the one decision rule of every S/U/H number
+from ..decision import decide  # the one decision rule of every S/U/H number
 from ..errors import NotFittedError, RecipeError
 from .detectors import Detector
 from .metrics import score_threshold

@@ -15,11 +15,25 @@ from torch import Tensor
 from torch.distributions import Gamma
 from torch.distributions.kl import register_kl
 
-from .bessel import (SlopeFunction, bessel_parts, log_normalizer_plus_kappa, log_sphere_area,
-                     mean_resultant_length, one_minus_mrl)
-from .vmf import (HypersphericalUniform, SphericalDistribution, SphericalFamily,
-                  VonMisesFisher, assemble, broadcast_batch, half_chord2, safe_sqrt,
-                  same_ambient_dim)
+from .bessel import (
+    SlopeFunction,
+    bessel_parts,
+    log_normalizer_plus_kappa,
+    log_sphere_area,
+    mean_resultant_length,
+    one_minus_mrl,
+)
+from .vmf import (
+    HypersphericalUniform,
+    SphericalDistribution,
+    SphericalFamily,
+    VonMisesFisher,
+    assemble,
+    broadcast_batch,
+    half_chord2,
+    safe_sqrt,
+    same_ambient_dim,
+)
 
 NEWTON_STEPS = 6     # from Banerjee's start, Newton in log kappa converges to float64 in <= 5
 

@@ -21,8 +21,14 @@ from torch.distributions.kl import register_kl
 
 from ..errors import HyperzslError, RecipeError
 from .base import LatentFamily
-from .bessel import (kl_vmf_uniform, log_normalizer_plus_kappa, log_sphere_area,
-                     mean_resultant_length, one_minus_mrl, vmf_log_normalizer)
+from .bessel import (
+    kl_vmf_uniform,
+    log_normalizer_plus_kappa,
+    log_sphere_area,
+    mean_resultant_length,
+    one_minus_mrl,
+    vmf_log_normalizer,
+)
 
 PROPOSALS = 16          # Wood proposals per element and round: P(no acceptance) <= 1.2e-8
 ALIGNMENTS = ("symmetric_kl", "w2_like")
