@@ -314,11 +314,11 @@ DETECTORS = REGISTRY.as_dict()   # a snapshot of the built-ins, for code that it
 detector_class = REGISTRY.get
 
 
-def build_detector(name: str, **options) -> Detector:
-    """A detector by registry name with its constructor options; unknown names and
-    options are named errors with the closest valid name suggested."""
-    cls = detector_class(name)
-    check_options("detector", name, options,
+def build_detector(name, **options) -> Detector:
+    """A detector by registry name (or class) with its constructor options; unknown names
+    and options are named errors with the closest valid name suggested."""
+    cls = detector_class(name) if isinstance(name, str) else name
+    check_options("detector", cls.name, options,
                   [p for p in inspect.signature(cls.__init__).parameters if p != "self"])
     return cls(**options)
 
@@ -327,11 +327,11 @@ def make_detector(name: str, geometry: str, classifier, options: dict | None = N
     """A detector for latent codes: the ones that consume class scores get ``classifier``
     and the ones with a ``geometry`` get the latent family's (unless ``options`` set
     it); what a detector consumes is read from its constructor, not from its name."""
-    cls = detector_class(name)
+    cls = detector_class(name) if isinstance(name, str) else name
     params = inspect.signature(cls.__init__).parameters
     options = dict(options or {})
     if "classifier" in params:
         options["classifier"] = classifier
     if "geometry" in params:
         options.setdefault("geometry", geometry)
-    return build_detector(name, **options)
+    return build_detector(cls, **options)

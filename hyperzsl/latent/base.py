@@ -96,6 +96,11 @@ class LatentFamily(abc.ABC):
     def code(self, q: Distribution) -> Tensor:
         """The deterministic code of a posterior (test-time encoding, detectors)."""
 
+    def on_support(self, z: Tensor) -> Tensor:
+        """Per row: whether z lies where this family's samples and codes live (the
+        conformance suite checks samples and codes with it). Default: finite."""
+        return torch.isfinite(z).all(dim=-1)
+
     def describe(self) -> dict:
         """What a run record stores about this family."""
         return {"family": self.name, "geometry": self.geometry, "latent_dim": self.latent_dim,

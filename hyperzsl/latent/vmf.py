@@ -512,6 +512,12 @@ class SphericalFamily(LatentFamily):
     def code(self, q) -> Tensor:
         return q.loc * self._radius()
 
+    def on_support(self, z: Tensor) -> Tensor:
+        """On the sphere of the family's radius (to float tolerance)."""
+        r = self._radius()
+        tol = 1e-4 if z.dtype == torch.float32 else 1e-10
+        return torch.isfinite(z).all(dim=-1) & ((z.norm(dim=-1) - r).abs() <= tol * max(r, 1.0))
+
     def _radius(self) -> float:
         r = self.config["radius"]
         return self.latent_dim ** 0.5 if r == "sqrt_dim" else float(r)
