@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Mapping
+from typing import ClassVar, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import RecipeError
 from .model import MultimodalVAE
-
-TERMS = ("kl", "cross_reconstruction", "alignment", "classification")
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,107 @@ class SampledLatents:
         return self._family.surrogate_loss(self._posts[source], value).sum()
 
 
+@dataclass
+class TermContext:
+    """What a loss term may use for one batch: the model, the aligned rows of every
+    modality, their posteriors, the samples (only through ``latents.term``), the labels
+    and the reconstruction loss kind."""
+
+    model: MultimodalVAE
+    batch: Mapping[str, Tensor]
+    posts: Mapping[str, object]
+    latents: SampledLatents
+    labels: Tensor | None
+    loss: str
+
+    def reconstruct(self, source: str, target: str) -> Tensor:
+        """Summed error of decoding ``target`` from ``source``'s samples, corrected."""
+        return self.latents.term(source, lambda z: reconstruction_error(
+            self.model.decode(target, z), self.batch[target], self.loss))
+
+
+class LossTerm:
+    """A weighted term of the objective. ``default``: its recipe entry when the recipe
+    says nothing (enabled, max, start, end); ``needs_latent_classifier``: the model gets
+    one (the pipeline reads this, never the name). Register with ``@LOSS_TERMS.register``."""
+
+    name: ClassVar[str] = "abstract"
+    default: ClassVar[dict] = {"enabled": False, "max": 1.0, "start": 0, "end": 0}
+    needs_latent_classifier: ClassVar[bool] = False
+
+    def __call__(self, ctx: TermContext) -> Tensor:
+        raise NotImplementedError
+
+
+LOSS_TERMS: Registry[type[LossTerm]] = Registry("loss term")
+
+
+@LOSS_TERMS.register
+class KLTerm(LossTerm):
+    """KL of every modality's posterior to the prior."""
+    name = "kl"
+    default = {"enabled": True, "max": 0.25, "start": 0, "end": 93}
+
+    def __call__(self, ctx):
+        family = ctx.model.family
+        return sum(family.kl(q).sum() for q in ctx.posts.values())
+
+
+@LOSS_TERMS.register
+class CrossReconstructionTerm(LossTerm):
+    """Every modality decoded from every other modality's samples."""
+    name = "cross_reconstruction"
+    default = {"enabled": True, "max": 2.37, "start": 21, "end": 75}
+
+    def __call__(self, ctx):
+        return sum(ctx.reconstruct(a, b) for a, b in itertools.permutations(ctx.batch, 2))
+
+
+@LOSS_TERMS.register
+class AlignmentTerm(LossTerm):
+    """The family's distance between the posteriors of every pair of modalities."""
+    name = "alignment"
+    default = {"enabled": True, "max": 8.13, "start": 6, "end": 22}
+
+    def __call__(self, ctx):
+        family = ctx.model.family
+        return sum(family.align(ctx.posts[a], ctx.posts[b]).sum()
+                   for a, b in itertools.combinations(ctx.batch, 2))
+
+
+@LOSS_TERMS.register
+class ClassificationTerm(LossTerm):
+    """Cross-entropy of the model's latent classifier on every modality's samples (the
+    boundary-based model of Chen et al.)."""
+    name = "classification"
+    default = {"enabled": False, "max": 1.0, "start": 0, "end": 0}
+    needs_latent_classifier = True
+
+    def __call__(self, ctx):
+        if ctx.model.latent_classifier is None or ctx.labels is None:
+            raise RecipeError("train.terms.classification needs a model built with "
+                              "num_classes and the batch's labels")
+        clf = ctx.model.latent_classifier
+        return sum(ctx.latents.term(m, lambda z: F.cross_entropy(clf(z), ctx.labels,
+                                                                 reduction="none"))
+                   for m in ctx.batch)
+
+
+TERMS = tuple(LOSS_TERMS.names())   # the built-in terms, for code that lists them
+
+
 class Objective:
-    """``weights``: term name -> Warmup, for the terms that are on."""
+    """``weights``: term name -> Warmup, for the terms that are on. Reconstruction of
+    every modality from its own samples is always on, with weight 1."""
 
     def __init__(self, weights: Mapping[str, Warmup], loss: str = "l1",
                  reduction: str = "sum"):
-        unknown = set(weights) - set(TERMS)
+        unknown = [name for name in weights if name not in LOSS_TERMS]
         if unknown:
-            raise RecipeError(f"unknown loss terms {sorted(unknown)}; known: {TERMS}")
+            raise RecipeError(f"unknown loss terms {sorted(unknown)}; known: "
+                              f"{LOSS_TERMS.names()}")
         self.weights = dict(weights)
+        self.terms = {name: LOSS_TERMS.get(name)() for name in self.weights}
         self.loss = loss
         self.reduction = reduction
 
@@ -80,35 +171,15 @@ class Objective:
                  labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and its unweighted parts (detached), for one batch of aligned rows
         (row i of every modality describes the same sample, of class ``labels[i]``;
-        labels are needed only by the classification term)."""
-        family = model.family
+        labels are needed only by terms that use them)."""
         w = self.weights_at(epoch)
         posts = {m: model.encode(m, x) for m, x in batch.items()}
-        latents = SampledLatents(family, posts)
-
-        def rec(source: str, target: str) -> Tensor:
-            return latents.term(source, lambda z: reconstruction_error(
-                model.decode(target, z), batch[target], self.loss))
-
-        parts = {"reconstruction": sum(rec(m, m) for m in batch)}
-        if w.get("kl", 0.0) > 0:
-            parts["kl"] = sum(family.kl(q).sum() for q in posts.values())
-        if w.get("cross_reconstruction", 0.0) > 0:
-            parts["cross_reconstruction"] = sum(
-                rec(a, b) for a, b in itertools.permutations(batch, 2))
-        if w.get("alignment", 0.0) > 0:
-            parts["alignment"] = sum(
-                family.align(posts[a], posts[b]).sum()
-                for a, b in itertools.combinations(batch, 2))
-        if w.get("classification", 0.0) > 0:
-            if model.latent_classifier is None or labels is None:
-                raise RecipeError("train.terms.classification needs a model built with "
-                                  "num_classes and the batch's labels")
-            parts["classification"] = sum(
-                latents.term(m, lambda z: F.cross_entropy(model.latent_classifier(z), labels,
-                                                          reduction="none"))
-                for m in batch)
-
+        ctx = TermContext(model, batch, posts, SampledLatents(model.family, posts), labels,
+                          self.loss)
+        parts = {"reconstruction": sum(ctx.reconstruct(m, m) for m in batch)}
+        for name, term in self.terms.items():
+            if w[name] > 0:
+                parts[name] = term(ctx)
         total = parts["reconstruction"]
         for name, value in parts.items():
             if name != "reconstruction":

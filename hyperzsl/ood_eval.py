@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from . import report
+from .decision import decide
 from .detect import gated_predictions, ood_metrics, roc_curve, score_threshold
 from .detect.detectors import REGISTRY, make_detector
 from .detect.gate import per_class_thresholds
 from .gzsl import harmonic_mean, per_class_accuracy
-from .stage import decide
 
 DEFAULT_DETECTORS = tuple(REGISTRY.names())     # every registered detector
 

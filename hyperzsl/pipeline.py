@@ -24,7 +24,7 @@ from .errors import DataError, RecipeError
 from .gzsl import PAPER_CLASSIFIER_EPOCHS, per_class_accuracy, transfer_shots, validation_splits
 from .latent import build_family
 from .model import MultimodalVAE
-from .objective import TERMS, Objective, Warmup
+from .objective import LOSS_TERMS, Objective, Warmup
 from .recipe import Recipe
 from .stage import Gate, StageInputs, build_strategy, gzsl_metrics
 
@@ -83,18 +83,19 @@ def build_model(recipe: Recipe, input_dims: dict[str, int],
     m = recipe.model
     family = build_family(m.family, m.latent_dim, recipe.mode, m.family_options)
     hidden = {k: (m.image_hidden if k == IMAGE else m.side_hidden) for k in input_dims}
-    if not recipe.train.terms.classification.enabled:
+    needs = [name for name, w in recipe.train.terms.items()
+             if w.enabled and LOSS_TERMS.get(name).needs_latent_classifier]
+    if not needs:
         num_classes = None
     elif num_classes is None:
-        raise RecipeError("train.terms.classification needs the number of classes")
+        raise RecipeError(f"train.terms.{needs[0]} needs the number of classes")
     return MultimodalVAE(input_dims, hidden, family, num_classes)
 
 
 def build_objective(recipe: Recipe) -> Objective:
     terms = recipe.train.terms
     weights = {}
-    for name in TERMS:
-        w = getattr(terms, name)
+    for name, w in terms.items():
         if w.enabled:
             weights[name] = Warmup(w.max, w.start, w.end)
     return Objective(weights, loss=recipe.train.loss, reduction=recipe.train.reduction)

@@ -74,26 +74,57 @@ class WarmupConfig:
     end: int = 0
 
 
-@dataclass
-class TermsConfig:
-    kl: WarmupConfig = field(default_factory=lambda: WarmupConfig(True, 0.25, 0, 93))
-    cross_reconstruction: WarmupConfig = field(
-        default_factory=lambda: WarmupConfig(True, 2.37, 21, 75))
-    alignment: WarmupConfig = field(default_factory=lambda: WarmupConfig(True, 8.13, 6, 22))
-    classification: WarmupConfig = field(default_factory=lambda: WarmupConfig(False, 1.0, 0, 0))
+class Terms(dict):
+    """``train.terms``: loss-term name -> WarmupConfig, for every registered term
+    (hyperzsl.objective.LOSS_TERMS; a term the recipe does not mention takes its declared
+    default). Attribute access reads an entry: ``terms.kl.max``."""
+
+    def __getattr__(self, name: str) -> WarmupConfig:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @classmethod
+    def build(cls, raw, where: str) -> "Terms":
+        from .objective import LOSS_TERMS
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{where}: expected a mapping of loss terms, got {raw!r}")
+        known = LOSS_TERMS.as_dict()
+        for key in raw:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise RecipeError(f"unknown recipe key '{where}.{key}'{hint} (loss terms: "
+                                  f"{', '.join(known)})")
+        out = cls()
+        for name, term in known.items():            # registration order: the sum order
+            value = raw.get(name, {})
+            if value is not None and not isinstance(value, dict):
+                raise RecipeError(f"{where}.{name}: expected a mapping, got {value!r}")
+            out[name] = _build(WarmupConfig, {**term.default, **(value or {})},
+                               f"{where}.{name}")
+        return out
+
+
+def _terms_factory() -> Terms:
+    return Terms.build({}, "train.terms")
 
 
 @dataclass
 class TrainConfig:
     epochs: int = 100
     batch_size: int = 50
-    batching: Optional[Literal["random_subsets", "shuffled_epochs"]] = None
+    batching: Optional[Literal["random_subsets", "random_subsets_stepwise",
+                               "shuffled_epochs"]] = None
     lr: float = 1.5e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     amsgrad: bool = True
     loss: Literal["l1", "l2"] = "l1"
     reduction: Literal["sum", "mean"] = "sum"
-    terms: TermsConfig = field(default_factory=TermsConfig)
+    terms: Terms = field(default_factory=_terms_factory)
     checkpoint_every: int = 10
     log_every: int = 1
     fused_optimizer: bool = True   # false: Adam's per-tensor loop, as the official code runs
@@ -230,6 +261,8 @@ def _convert(value: Any, tp, where: str) -> Any:
             raise RecipeError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is Terms:
+        return Terms.build(value, where)
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise RecipeError(f"{where}: expected a mapping, got {value!r}")
@@ -479,6 +512,7 @@ def _check_stage(recipe: Recipe) -> None:
 def recipe_to_dict(recipe: Recipe) -> dict:
     out = dataclasses.asdict(recipe)
     out.pop("recipe_dir", None)
+    out["train"]["terms"] = dict(out["train"]["terms"])   # a plain mapping for YAML
     return out
 
 

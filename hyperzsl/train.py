@@ -47,9 +47,26 @@ def make_optimizer(model: MultimodalVAE, cfg) -> torch.optim.Optimizer:
                             weight_decay=0.0, amsgrad=cfg.amsgrad, fused=fused or None)
 
 
-def batch_indices(n: int, batch_size: int, batching: str, device) -> list[Tensor]:
+class StepwiseSubsets:
+    """An epoch of ``steps`` random subsets, each drawn just before its step, so the
+    random stream runs batch, epsilons, batch, ... exactly as the official code's."""
+
+    def __init__(self, n: int, batch_size: int, steps: int, device):
+        self.n, self.batch_size, self.steps, self.device = n, batch_size, steps, device
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield torch.randperm(self.n, device=self.device)[:self.batch_size]
+
+
+def batch_indices(n: int, batch_size: int, batching: str, device):
     """The row indices of every step of one epoch."""
     steps = math.ceil(n / batch_size)
+    if batching == "random_subsets_stepwise":
+        return StepwiseSubsets(n, batch_size, steps, device)
     if batching == "random_subsets":
         return [torch.randperm(n, device=device)[:batch_size] for _ in range(steps)]
     perm = torch.randperm(n, device=device)

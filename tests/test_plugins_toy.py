@@ -1,6 +1,6 @@
-"""A toy latent family and a toy detector, registered here and nowhere else: the
-conformance suite (tests/test_conformance.py's run-time loops) and the recipe checks
-pick them up with no other edit; broken variants fail the same checks."""
+"""A toy latent family, a toy detector and a toy loss term, registered here and nowhere
+else: the conformance suite (tests/test_conformance.py's run-time loops), the recipe
+checks and training pick them up with no other edit; broken variants fail the checks."""
 import pytest
 import torch
 from conftest import REPO
@@ -9,6 +9,7 @@ from torch.distributions import Independent, Normal
 from hyperzsl.conformance import check_detector, check_family
 from hyperzsl.detect.detectors import REGISTRY, Detector
 from hyperzsl.latent import LatentFamily, register_family
+from hyperzsl.objective import LOSS_TERMS, LossTerm
 from hyperzsl.recipe import load_recipe
 
 DEMO = f"{REPO}/recipes/demo.yaml"
@@ -56,6 +57,17 @@ class CentroidDetector(Detector):
         return (z - self.centre).norm(dim=-1)
 
 
+@LOSS_TERMS.register
+class CodeNormTerm(LossTerm):
+    """Squared norm of every modality's posterior code (off unless a recipe enables it)."""
+
+    name = "toy_code_norm"
+
+    def __call__(self, ctx):
+        family = ctx.model.family
+        return sum(family.code(q).pow(2).sum() for q in ctx.posts.values())
+
+
 class NegativeKL(UnitGaussianFamily):
     name = "toy_broken_kl"
 
@@ -86,3 +98,15 @@ def test_broken_parts_fail_it():
         check_family(NegativeKL)
     with pytest.raises(AssertionError, match="outlier scores"):
         check_detector(InlierScore)
+
+
+def test_toy_term_trains_from_a_recipe(tmp_path):
+    import json
+
+    from hyperzsl.cli import train_main
+    out = tmp_path / "toy"
+    assert train_main([DEMO, "--out", str(out), "--set", "model.family=toy_unit_gaussian",
+                       "--set", "train.terms.toy_code_norm={enabled: true, max: 0.1}",
+                       "--set", "train.epochs=2", "--set", "classifier.epochs=1"]) == 0
+    history = json.load(open(out / "metrics.json"))["vae_history"]
+    assert all("toy_code_norm" in r and r["weights"]["toy_code_norm"] == 0.1 for r in history)
