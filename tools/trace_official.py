@@ -24,6 +24,11 @@ stochastic stage, and are compared side by side:
 
 The last line is the verdict: the first quantity where the two differ beyond float
 tolerance, or that they do not.
+
+    python tools/trace_official.py OFFICIAL_CHECKOUT --swap A/CADA_trained.pth.tar RUN_DIR
+
+runs instead both classifier stages on each trained VAE (bisects a gap between VAE
+training and the classifier stage).
 """
 from __future__ import annotations
 
@@ -286,6 +291,42 @@ def ours_fit(model, objective, optimizer, prep, recipe, batches: list, epoch: in
         train.batch_indices = real
 
 
+# ------------------------------------------------------------------ stage swap
+def swap_stages(off, prep, recipe, sources: list[str], seeds: int) -> None:
+    """Each side's classifier stage on each trained VAE (the official code's saved
+    CADA_trained.pth.tar, or a hyperzsl run folder), ``seeds`` stage seeds each: tells
+    whether a gap lives in VAE training or in the classifier stage."""
+    from hyperzsl.pipeline import run_classifier_stage
+    from hyperzsl.runs import load_run
+    quiet = io.StringIO()
+    model = build_model(recipe, prep.input_dims, prep.fs.num_classes)
+    print("== stage swap: S / U / H (%), mean over stage seeds")
+    print("  trained VAE | official stage | hyperzsl stage")
+    for src in sources:
+        if os.path.isdir(src):
+            _, trained, _, _ = load_run(src)
+            model.load_state_dict(trained.state_dict())
+            copy_into_official(dict(model.named_parameters()), off)
+        else:
+            state = torch.load(src, weights_only=False, map_location="cpu")
+            for name in OFFICIAL.values():
+                off.encoder[name].load_state_dict(state["encoder"][name])
+                off.decoder[name].load_state_dict(state["decoder"][name])
+            copy_params(official_params(off), dict(model.named_parameters()))
+        model.eval()
+        rows = {"official": [], "hyperzsl": []}
+        for k in range(seeds):
+            torch.manual_seed(100 + k)
+            with contextlib.redirect_stdout(quiet):
+                rows["official"].append(off.train_classifier()[3][-1])
+            r = dataclasses.replace(recipe, seed=99 + k)     # the stage seeds seed + 1
+            res = run_classifier_stage(r, model, prep, log=lambda s: None)[0]["result"]
+            rows["hyperzsl"].append([res["S"], res["U"], res["H"]])
+        cells = [" / ".join(f"{100 * v:.2f}" for v in np.mean(rows[k], 0))
+                 for k in ("official", "hyperzsl")]
+        print(f"  {src} | {cells[0]} | {cells[1]}")
+
+
 # ------------------------------------------------------------------ the trace
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -300,6 +341,10 @@ def main(argv=None) -> int:
                    help="VAE epochs before the classifier stage (phase B; default 25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show-steps", type=int, default=5, help="steps printed in phase A")
+    p.add_argument("--swap", nargs="+", metavar="VAE",
+                   help="instead of the trace: run both classifier stages on each trained "
+                        "VAE given (official CADA_trained.pth.tar files, hyperzsl run folders)")
+    p.add_argument("--swap-seeds", type=int, default=3)
     p.add_argument("--grad-steps", type=int, default=10,
                    help="phase A steps whose gradients are compared (and the last)")
     args = p.parse_args(argv)
@@ -320,6 +365,10 @@ def main(argv=None) -> int:
     off, factors, final_classifier, _ = load_official(
         args.checkout, args.data, prep.features.shape[1], fs.num_classes, len(unseen),
         args.dataset, quiet)
+
+    if args.swap:
+        swap_stages(off, prep, recipe, args.swap, args.swap_seeds)
+        return 0
 
     # ---- data
     ds = off.dataset.data
