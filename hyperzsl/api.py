@@ -70,14 +70,14 @@ class Run:
     def evaluate(self, ood: bool = False, overrides: Sequence[str] | None = None) -> dict:
         """Rerun the classifier stage (``overrides`` e.g. ``["classifier.stacking=0.5"]``)
         and, with ``ood``, the OOD protocols; returns {"result", ..., "ood"?}."""
-        from .ood_eval import DEFAULT_DETECTORS, evaluate_ood, evaluate_ood_sets
+        from .ood_eval import default_detectors, evaluate_ood, evaluate_ood_sets
         from .pipeline import run_classifier_stage
         from .runs import load_run
         recipe, model, prep, _ = (self._load() if not overrides else
                                   load_run(self.dir, list(overrides), load_ood=True))
         metrics, scorer = run_classifier_stage(recipe, model, prep, log=lambda s: None)
         if ood:
-            detectors = tuple(recipe.ood.detectors or DEFAULT_DETECTORS)
+            detectors = tuple(recipe.ood.detectors or default_detectors())
             out = {}
             if prep.fs.has_unseen:
                 out["seen_vs_unseen"] = {k: v for k, v in evaluate_ood(

@@ -81,8 +81,8 @@ def train_main(argv: list[str] | None = None) -> int:
 def _ood_check(args, recipe, prep) -> tuple[str, ...]:
     """The detectors --ood runs; a run with nothing to evaluate or an unknown detector is
     a named error before anything is written."""
-    from .detect.detectors import detector_class
-    from .ood_eval import DEFAULT_DETECTORS
+    from .detect.detectors import detector_specs
+    from .ood_eval import default_detectors
 
     if not prep.fs.has_unseen and not prep.ood:
         raise HyperzslError(
@@ -93,9 +93,11 @@ def _ood_check(args, recipe, prep) -> tuple[str, ...]:
         raise HyperzslError(
             f"--ood needs protocol.setting gzsl (the gate and the classifier-based detectors "
             f"use the seen classes' logits), got {recipe.protocol.setting!r}")
-    detectors = tuple(args.detector or recipe.ood.detectors or DEFAULT_DETECTORS)
-    for name in detectors:
-        detector_class(name)
+    detectors = tuple(args.detector or recipe.ood.detectors or default_detectors())
+    try:
+        detector_specs(detectors)            # unknown names or options: a named error now
+    except HyperzslError as exc:
+        raise HyperzslError(f"--ood detectors{exc}") from None
     return detectors
 
 

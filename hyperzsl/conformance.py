@@ -21,7 +21,7 @@ def check_family(name, latent_dim: int = 4, batch: int = 64) -> None:
     from .latent import family_class
     from .model import MultimodalVAE
     from .objective import Objective, Warmup
-    from .train import make_optimizer
+    from .training import make_optimizer
 
     cls = family_class(name) if isinstance(name, str) else name
     name = cls.name

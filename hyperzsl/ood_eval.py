@@ -19,15 +19,19 @@ import torch
 from . import report
 from .decision import decide
 from .detect import gated_predictions, ood_metrics, roc_curve, score_threshold
-from .detect.detectors import REGISTRY, make_detector
+from .detect.detectors import REGISTRY, detector_specs, make_detector
 from .detect.gate import per_class_thresholds
 from .gzsl import harmonic_mean, per_class_accuracy
 
-DEFAULT_DETECTORS = tuple(REGISTRY.names())     # every registered detector
+
+def default_detectors() -> tuple[str, ...]:
+    """Every detector registered when asked (plugins included)."""
+    return tuple(REGISTRY.names())
 
 
 def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
-    """(trainval codes, trainval labels, [(name, detector, threshold, trainval scores)]):
+    """(trainval codes, trainval labels, [(label, detector, threshold, trainval scores)]):
+    ``detectors``: names or {name, options, label} entries (detector_specs).
     every detector fitted on the trainval codes, its threshold keeping ``tpr`` of them as
     ID (each split is scored once per detector: kNN scoring is the costly step)."""
     rows = torch.as_tensor(prep.splits["trainval"], device=prep.features.device)
@@ -35,10 +39,11 @@ def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
     side = next(iter(prep.side))
     prototypes = model.codes(side, prep.side[side][torch.unique(y)])
     fitted = []
-    for name in detectors:
-        det = make_detector(name, model.family.geometry, clf).fit(z, y, prototypes=prototypes)
+    for label, name, options in detector_specs(detectors or default_detectors()):
+        det = make_detector(name, model.family.geometry, clf, options).fit(
+            z, y, prototypes=prototypes)
         s_trainval = det.score(z)
-        fitted.append((name, det, score_threshold(s_trainval, tpr), s_trainval))
+        fitted.append((label, det, score_threshold(s_trainval, tpr), s_trainval))
     return z, y, fitted
 
 
@@ -51,7 +56,7 @@ def _scored(tau: float, s_id, s_ood, tpr: float) -> tuple[dict, tuple]:
 
 
 @torch.no_grad()
-def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: float = 0.95,
+def evaluate_ood(model, prep, splits, clf, detectors=None, tpr: float = 0.95,
                  image: str = "image") -> dict:
     """Protocol (a): per-detector metrics and gated vs ungated GZSL numbers."""
     device = prep.features.device
@@ -93,7 +98,7 @@ def evaluate_ood(model, prep, splits, clf, detectors=DEFAULT_DETECTORS, tpr: flo
 
 
 @torch.no_grad()
-def evaluate_ood_sets(model, prep, clf, sets: dict, detectors=DEFAULT_DETECTORS,
+def evaluate_ood_sets(model, prep, clf, sets: dict, detectors=None,
                       tpr: float = 0.95, image: str = "image") -> dict:
     """Protocol (b): for each OOD set (name -> scaled features on the device), the ID test
     codes (test_seen) vs the set's codes, per detector. Also the closed-set accuracy S of

@@ -195,11 +195,20 @@ class OODSetConfig:
 
 
 @dataclass
+class DetectorEntry:
+    """A detector with constructor options, e.g. ``{name: knn, options: {k: 100}}``;
+    ``label`` names it in the outputs (default: the name)."""
+    name: str = ""
+    options: dict = field(default_factory=dict)
+    label: Optional[str] = None
+
+
+@dataclass
 class OODConfig:
     """Dataset-vs-dataset OOD evaluation (``hyperzsl-eval RUN --ood``): the ID test set
     (test_seen) against each set here; detectors default to all of them."""
     sets: list[OODSetConfig] = field(default_factory=list)
-    detectors: Optional[list[str]] = None
+    detectors: Optional[list[Union[str, DetectorEntry]]] = None   # names or {name, options}
     tpr: float = 0.95
 
 
@@ -461,12 +470,11 @@ def _check_ood(recipe: Recipe) -> None:
     if ood.detectors is not None:
         if not ood.detectors:
             raise RecipeError("ood.detectors: name at least one detector, or leave it out")
-        from .detect.detectors import detector_class
-        for i, name in enumerate(ood.detectors):
-            try:
-                detector_class(name)
-            except RecipeError as exc:
-                raise RecipeError(f"ood.detectors[{i}]: {exc}") from None
+        from .detect.detectors import detector_specs
+        try:
+            detector_specs(ood.detectors)
+        except RecipeError as exc:
+            raise RecipeError(f"ood.detectors{exc}") from None
 
 
 def _check_stage(recipe: Recipe) -> None:

@@ -23,7 +23,7 @@ from . import report
 from .errors import HyperzslError
 from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
 from .recipe import Recipe, dump_recipe, recipe_from_dict
-from .train import atomic_torch_save, fit, make_optimizer
+from .training import atomic_torch_save, fit, make_optimizer
 
 
 class RunLog:
@@ -204,8 +204,10 @@ def resume_run(run_dir: str, device: torch.device | None = None, force: bool = F
     if "rng" not in ckpt:
         raise HyperzslError(f"--resume: {run_dir}'s checkpoint predates resumable "
                             f"checkpoints (no random-stream state); retrain it")
+    # both recipes through this process's schema (plugins may add defaulted keys)
+    started_with = dump_recipe(recipe_from_dict(ckpt.get("recipe") or {}))
     changed = {"code_changed": ckpt.get("code") != code_fingerprint(),
-               "recipe_changed": ckpt.get("recipe") != yaml.safe_load(dump_recipe(recipe))}
+               "recipe_changed": started_with != dump_recipe(recipe)}
     if any(changed.values()) and not force:
         what = " and ".join(k.split("_")[0] for k, v in changed.items() if v)
         raise HyperzslError(f"--resume: the {what} differ(s) from the run's start; the "

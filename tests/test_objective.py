@@ -115,7 +115,7 @@ def test_training_reduces_the_loss():
     from hyperzsl.data import make_synthetic, scale_features
     from hyperzsl.pipeline import build_model, build_objective
     from hyperzsl.recipe import recipe_from_dict
-    from hyperzsl.train import fit
+    from hyperzsl.training import fit
     torch.manual_seed(0)
     fs = make_synthetic(classes=8, unseen=2, per_class=20, attr_dim=6, feature_dim=32)
     r = recipe_from_dict({"model": {"latent_dim": 8, "image_hidden": [32, 32],

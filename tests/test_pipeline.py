@@ -234,3 +234,14 @@ def test_resume_refuses_a_changed_recipe_unless_forced(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert train_main(["--resume", str(out), "--force"]) == 0
     assert json.load(open(out / "run.json"))["resumed"][0]["recipe_changed"] is True
+
+
+def test_ood_detector_entries_take_options(demo_run):
+    """ood.detectors accepts {name, options, label} entries beside bare names."""
+    entries = "ood.detectors=[knn, {name: knn, options: {k: 5}, label: knn5}]"
+    assert eval_main([demo_run, "--ood", "--set", entries]) == 0
+    result = json.load(open(os.path.join(demo_run, "ood.json")))["detectors"]
+    assert set(result) == {"knn", "knn5"}
+    assert result["knn"]["threshold"] != result["knn5"]["threshold"]   # k really changed
+    assert eval_main([demo_run, "--ood", "--set",
+                      "ood.detectors=[{name: knn, options: {kk: 5}}]"]) == 2

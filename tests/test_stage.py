@@ -26,7 +26,7 @@ from hyperzsl.pipeline import (
 )
 from hyperzsl.recipe import load_recipe
 from hyperzsl.stage import STRATEGIES, stacking_candidates
-from hyperzsl.train import fit
+from hyperzsl.training import fit
 
 DEMO = os.path.join(REPO, "recipes", "demo.yaml")
 DEMO_CAL = os.path.join(REPO, "recipes", "demo_calibrated.yaml")

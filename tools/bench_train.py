@@ -21,7 +21,7 @@ import torch
 from hyperzsl.data import make_synthetic, scale_features
 from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import recipe_from_dict
-from hyperzsl.train import make_optimizer
+from hyperzsl.training import make_optimizer
 
 N_TRAINVAL, EPOCHS, BATCH = 7057, 100, 50
 

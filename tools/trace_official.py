@@ -12,7 +12,7 @@ Both sides get the same data, the same initial weights (the official initialisat
 copied into hyperzsl), the same batch indices and the same random seed before each
 stochastic stage, and are compared side by side:
 
-  A. one VAE epoch through each side's own training loop (``hyperzsl.train.fit`` and the
+  A. one VAE epoch through each side's own training loop (``hyperzsl.training.fit`` and the
      official ``Model.train_vae``): per-step loss, loss terms, warm-up weights and
      gradients, then the parameters after the epoch;
   B. hyperzsl alone trains on to ``--vae-epochs`` (past the alignment warm-up, so that
@@ -46,7 +46,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hyperzsl import gzsl, train  # noqa: E402
+from hyperzsl import gzsl  # noqa: E402
+from hyperzsl import training as train  # noqa: E402
 from hyperzsl.pipeline import IMAGE, build_model, build_objective, prepare  # noqa: E402
 from hyperzsl.recipe import load_recipe, resolve  # noqa: E402
 

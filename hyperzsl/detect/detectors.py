@@ -61,7 +61,6 @@ class Detector(abc.ABC):
     implement ``_fit`` and ``_score``."""
 
     name: ClassVar[str] = "abstract"
-    hyperparameter_space: ClassVar[dict[str, list]] = {}
 
     def __init__(self) -> None:
         self.fitted = False
@@ -162,7 +161,6 @@ class KNNDetector(Detector):
     """
 
     name = "knn"
-    hyperparameter_space = {"k": [50, 100, 200, 500, 1000]}
 
     def __init__(self, k: int = 50, kind: str = "flat", backend: str = "auto",
                  nlist: int = 1024, nprobe: int = 16, hnsw_m: int = 32,
@@ -335,3 +333,35 @@ def make_detector(name: str, geometry: str, classifier, options: dict | None = N
     if "geometry" in params:
         options.setdefault("geometry", geometry)
     return build_detector(cls, **options)
+
+
+def detector_specs(entries) -> list[tuple[str, str, dict]]:
+    """(label, name, options) for each entry of a detector list: a bare name or a mapping
+    / DetectorEntry with ``name``, ``options`` and an optional ``label``. Unknown names,
+    unknown options and repeated labels are named errors."""
+    specs, seen = [], set()
+    for i, entry in enumerate(entries):
+        try:
+            specs.append(_detector_spec(entry, seen))
+        except RecipeError as exc:
+            raise RecipeError(f"[{i}]: {exc}") from None
+    return specs
+
+
+def _detector_spec(entry, seen: set) -> tuple[str, str, dict]:
+    """(label, name, options) of one entry; ``seen``: the labels so far."""
+    if isinstance(entry, str):
+        name, options, label = entry, {}, entry
+    else:
+        get = entry.get if isinstance(entry, dict) else lambda k, d=None: getattr(entry, k, d)
+        name, options = get("name"), dict(get("options") or {})
+        label = get("label") or name
+    cls = detector_class(name)
+    params = [p for p in inspect.signature(cls.__init__).parameters
+              if p not in ("self", "classifier")]
+    check_options("detector", name, options, params)
+    if label in seen:
+        raise RecipeError(f"'{label}' is listed twice; give entries of one detector "
+                          f"distinct 'label's")
+    seen.add(label)
+    return label, name, options
