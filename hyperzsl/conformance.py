@@ -14,7 +14,8 @@ def _assert(cond, name: str, what: str) -> None:
         raise AssertionError(f"{name}: {what}")
 
 
-def check_family(name, latent_dim: int = 4, batch: int = 64) -> None:
+def check_family(name, latent_dim: int = 4, batch: int = 64, options: dict | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
     """Head shape, KL >= 0 and finite, samples and codes on the support, surrogate_loss
     keeps values, alignment symmetric and zero on identical posteriors, and a short
     training of a two-modality VAE lowers its loss. ``name``: registered name or class."""
@@ -27,14 +28,15 @@ def check_family(name, latent_dim: int = 4, batch: int = 64) -> None:
     name = cls.name
 
     def build_family(_, dim, mode):
-        return cls(dim, **cls.resolve_options(mode, {}))
+        return cls(dim, **cls.resolve_options(mode, dict(options or {})))
 
     for mode in ("faithful", "clean"):
         torch.manual_seed(0)
         fam = build_family(name, latent_dim, mode)
-        head = torch.randn(batch, fam.head_size())
+        head = (3 * torch.randn(batch, fam.head_size(), dtype=dtype)).requires_grad_()
         _assert(sum(fam.head_blocks()) == fam.head_size(), name, "head blocks do not add up")
-        q, q2 = fam.posterior(head), fam.posterior(torch.randn(batch, fam.head_size()))
+        q = fam.posterior(head)
+        q2 = fam.posterior(3 * torch.randn(batch, fam.head_size(), dtype=dtype))
         kl = fam.kl(q)
         _assert(kl.shape == (batch,), name, f"kl has shape {tuple(kl.shape)}, not ({batch},)")
         _assert(torch.isfinite(kl).all() and (kl >= -1e-5).all(), name, "KL negative or not finite")
@@ -49,6 +51,11 @@ def check_family(name, latent_dim: int = 4, batch: int = 64) -> None:
         _assert(a_ab.shape == (batch,), name, "alignment is not per sample")
         _assert(torch.allclose(a_ab, a_ba, rtol=1e-5, atol=1e-5), name, "alignment not symmetric")
         _assert(fam.align(q, q).abs().max() <= 1e-3, name, "alignment of a posterior with itself is not 0")
+        _assert(z.dtype == dtype and kl.dtype == dtype, name, f"results are not {dtype}")
+        total = (fam.surrogate_loss(q, loss) + kl + a_ab).mean()
+        total.backward()
+        _assert(torch.isfinite(total) and torch.isfinite(head.grad).all(), name,
+                "the loss terms' gradients are not finite")
 
     torch.manual_seed(0)
     fam = build_family(name, latent_dim, "clean")
@@ -88,6 +95,15 @@ def check_detector(name, options: dict | None = None) -> None:
     def classifier(z):
         return -torch.cdist(z, centres).pow(2)
 
+    import inspect
+
+    from .detect.detectors import detector_class
+    cls = detector_class(name) if isinstance(name, str) else name
+    takes = inspect.signature(cls.__init__).parameters
+    _assert(set(cls.consumes) <= {"prototypes", "logits"}, cls.name,
+            f"consumes {cls.consumes}: only 'prototypes' and 'logits' exist")
+    _assert(("logits" in cls.consumes) == ("classifier" in takes), cls.name,
+            "declares consumes 'logits' but takes no classifier (or the reverse)")
     for geometry in ("euclidean", "sphere"):
         det = make_detector(name, geometry, classifier, dict(options or {}))
         name = det.name

@@ -3,15 +3,21 @@
 tests loop over them at run time, so parts registered by any imported module (a plugin,
 tests/test_plugins_toy.py) are checked too."""
 import pytest
+import torch
 
 from hyperzsl.conformance import check_detector, check_family
 from hyperzsl.detect.detectors import REGISTRY
 from hyperzsl.latent import FAMILIES
 
+FAMILY_CASES = [(name, options, dtype) for name in FAMILIES.names()
+                for options in ({}, *FAMILIES.get(name).conformance_variants)
+                for dtype in (torch.float32, torch.float64)]
 
-@pytest.mark.parametrize("name", FAMILIES.names())
-def test_family_conforms(name):
-    check_family(name)
+
+@pytest.mark.parametrize("name, options, dtype", FAMILY_CASES,
+                         ids=[f"{n}-{o}-{str(d)[6:]}" for n, o, d in FAMILY_CASES])
+def test_family_conforms(name, options, dtype):
+    check_family(name, options=options, dtype=dtype)
 
 
 @pytest.mark.parametrize("name", REGISTRY.names())

@@ -156,23 +156,13 @@ def test_bad_parameters_raise_named_errors():
         kappa_ps_to_vmf(1, torch.ones(1))
 
 
-@pytest.mark.parametrize("alignment", ["symmetric_kl", "w2_like"])
-@pytest.mark.parametrize("dtype", [torch.float32, F64])
-def test_family_losses_are_finite(alignment, dtype):
-    fam = build_family("power_spherical", 16, options={"alignment": alignment})
+def test_family_specifics():
+    """Beyond the conformance checks: the head layout and the KL equal to
+    torch.distributions' registered one."""
+    fam = build_family("power_spherical", 16)
     assert isinstance(fam, PowerSphericalFamily) and fam.head_size() == 17
-    head_a = (5 * torch.randn(32, 17, dtype=dtype)).requires_grad_()
-    head_b = 5 * torch.randn(32, 17, dtype=dtype)
-    q_a, q_b = fam.posterior(head_a), fam.posterior(head_b)
-    z = fam.sample(q_a)
-    assert z.shape == (32, 16) and z.dtype == dtype
-    rec = (z - 0.1).pow(2).sum(-1)
-    kl, align = fam.kl(q_a), fam.align(q_a, q_b)
-    torch.testing.assert_close(kl, kl_divergence(q_a, fam.prior(q_a.batch_shape, dtype=dtype)))
-    assert torch.all(align >= 0) and torch.all(kl >= 0)
-    loss = (fam.surrogate_loss(q_a, rec) + kl + align).mean()
-    loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(head_a.grad).all()
+    q = fam.posterior(5 * torch.randn(32, 17, dtype=F64))
+    torch.testing.assert_close(fam.kl(q), kl_divergence(q, fam.prior(q.batch_shape, dtype=F64)))
 
 
 def test_family_symmetric_kl_is_the_matched_vmf_one():

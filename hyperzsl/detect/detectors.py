@@ -61,6 +61,9 @@ class Detector(abc.ABC):
     implement ``_fit`` and ``_score``."""
 
     name: ClassVar[str] = "abstract"
+    # what fit/score use beside the latent codes: "prototypes" (the side encoder's class
+    # codes, passed to fit) and/or "logits" (a classifier, passed to the constructor)
+    consumes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.fitted = False
@@ -125,6 +128,7 @@ class NearestClassDetector(Detector):
     """
 
     name = "nearest_class"
+    consumes = ("prototypes",)
 
     def __init__(self, geometry: str = "euclidean", backend: str = "torch",
                  threads: int | None = None) -> None:
@@ -272,6 +276,7 @@ class MSPDetector(Detector):
     ``classifier`` maps latents to logits (e.g. the latent softmax classifier)."""
 
     name = "msp"
+    consumes = ("logits",)
 
     def __init__(self, classifier: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
@@ -289,6 +294,7 @@ class EnergyDetector(Detector):
     the paper's ID score is -E."""
 
     name = "energy"
+    consumes = ("logits",)
 
     def __init__(self, classifier: Callable[[Tensor], Tensor], temperature: float = 1.0) -> None:
         super().__init__()
@@ -322,13 +328,13 @@ def build_detector(name, **options) -> Detector:
 
 
 def make_detector(name: str, geometry: str, classifier, options: dict | None = None) -> Detector:
-    """A detector for latent codes: the ones that consume class scores get ``classifier``
-    and the ones with a ``geometry`` get the latent family's (unless ``options`` set
-    it); what a detector consumes is read from its constructor, not from its name."""
+    """A detector for latent codes: the ones that declare ``consumes`` "logits" get
+    ``classifier`` and the ones with a ``geometry`` option get the latent family's
+    (unless ``options`` set it); nothing here reads a detector's name."""
     cls = detector_class(name) if isinstance(name, str) else name
     params = inspect.signature(cls.__init__).parameters
     options = dict(options or {})
-    if "classifier" in params:
+    if "logits" in cls.consumes:
         options["classifier"] = classifier
     if "geometry" in params:
         options.setdefault("geometry", geometry)

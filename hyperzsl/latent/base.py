@@ -29,6 +29,8 @@ class LatentFamily(abc.ABC):
     geometry: ClassVar[str] = "euclidean"
     options: ClassVar[Mapping[str, Any]] = {}
     mode_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # option sets the conformance suite checks besides the defaults (hyperzsl.conformance)
+    conformance_variants: ClassVar[tuple[Mapping[str, Any], ...]] = ()
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         if not isinstance(latent_dim, int) or latent_dim < 1:

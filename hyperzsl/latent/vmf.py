@@ -432,6 +432,7 @@ class SphericalFamily(LatentFamily):
     geometry = "sphere"
     options = {"kappa_min": 1.0, "kappa_init": None, "kappa_scale": 1.0,
                "alignment": "w2_like", "radius": "sqrt_dim"}
+    conformance_variants = ({"alignment": "symmetric_kl"}, {"alignment": "w2_like", "radius": 1.0})
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         super().__init__(latent_dim, **options)
