@@ -130,8 +130,10 @@ class ClassifierData:
 
 def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor,
                           side: dict[str, Tensor], splits: dict, cfg, seen: Tensor,
-                          unseen: Tensor, image: str = "image") -> ClassifierData:
-    """Sample latent training data per class and encode the test images."""
+                          unseen: Tensor, image: str = "image",
+                          test_codes: tuple | None = None) -> ClassifierData:
+    """Sample latent training data per class and encode the test images (or take
+    ``test_codes`` = (z_seen, y_seen, z_unseen, y_unseen) already encoded)."""
     gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
     zs, ys = [], []
     trainval = torch.as_tensor(splits["trainval"], device=features.device)
@@ -155,6 +157,8 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
             rows = select_rows(rows, cfg.shot_samples, cfg.sampling, gen)
             zs.append(model.samples(image, features[rows]))
             ys.append(torch.full((rows.numel(),), c, device=features.device))
+    if test_codes is not None:
+        return ClassifierData(torch.cat(zs), torch.cat(ys), *test_codes)
     ts = torch.as_tensor(splits["test_seen"], device=features.device)
     tu = torch.as_tensor(splits["test_unseen"], device=features.device)
     return ClassifierData(torch.cat(zs), torch.cat(ys),

@@ -110,8 +110,8 @@ class SoftmaxStrategy(Strategy):
         i = inputs
         p = i.prep
         data = build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
-                                     i.seen[:0] if i.zsl else i.seen, i.unseen, i.image)
-        data.test_seen_z, data.test_seen_y, data.test_unseen_z, data.test_unseen_y = test_codes
+                                     i.seen[:0] if i.zsl else i.seen, i.unseen, i.image,
+                                     test_codes)
         self.num_classes = p.fs.num_classes
         self.label_map = None
         n_out = self.num_classes
