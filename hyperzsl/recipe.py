@@ -434,6 +434,20 @@ def resolve(recipe: Recipe) -> Recipe:
             raise RecipeError(f"train.{key} must be >= 1")
     if recipe.protocol.shots < 0:
         raise RecipeError("protocol.shots must be >= 0")
+    c = recipe.classifier
+    for key in ("seen_samples", "unseen_samples", "unseen_samples_few_shot", "shot_samples"):
+        if getattr(c, key) < 0:
+            raise RecipeError(f"classifier.{key} must be >= 0, got {getattr(c, key)}")
+    if c.batch_size < 1:
+        raise RecipeError(f"classifier.batch_size must be >= 1, got {c.batch_size}")
+    for where, lr in (("train.lr", recipe.train.lr), ("classifier.lr", c.lr)):
+        if not 0 < lr < math.inf:
+            raise RecipeError(f"{where} must be a positive number, got {lr!r}")
+    for where, betas in (("train.betas", recipe.train.betas), ("classifier.betas", c.betas)):
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise RecipeError(f"{where} must be two numbers in [0, 1), got {betas}")
+    from .pipeline import classifier_epochs
+    classifier_epochs(recipe)            # 0, negative or an unknown 'paper' entry: named now
     spread = recipe.classifier.unseen_spread          # types are checked by _build
     if not 0 < spread < math.inf:
         raise RecipeError(f"classifier.unseen_spread must be a positive number, got {spread!r}")

@@ -1,6 +1,8 @@
 """Fuzzing user input: mutated recipes and damaged data files must end in a named
 HyperzslError or a valid run, never another exception, and never cost what a run folder
-already holds."""
+already holds. Derandomised, so CI runs the same cases every time; explore more with
+``--hypothesis-seed=N`` and larger max_examples (the end-to-end fuzz found that
+classifier.epochs 0 was only refused after VAE training)."""
 import copy
 import os
 
@@ -54,7 +56,8 @@ def _mutate(raw, path, how, value, typo):
         node.pop(path[-1], None)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(PATHS), how=st.sampled_from(["value", "typo", "drop"]),
        value=VALUES, typo=st.sampled_from(["s", "_", "x", "0"]))
 def test_mutated_recipes_give_a_recipe_or_a_named_error(path, how, value, typo):
@@ -68,7 +71,8 @@ def test_mutated_recipes_give_a_recipe_or_a_named_error(path, how, value, typo):
 
 
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from([p for p in PATHS if p[0] in ("train", "classifier", "model")]),
        value=st.one_of(st.integers(-2, 40), st.floats(-1, 3), st.booleans(), st.none()))
 def test_mutated_recipes_that_parse_also_run_or_fail_by_name(tmp_path_factory, path, value):
@@ -160,7 +164,8 @@ def test_damaged_xlsa17_files_give_named_errors(tmp_path, damage, cut):
         pytest.fail(f"{damage} was accepted")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(key=st.sampled_from(["features", "labels", "att", "trainval_loc", "test_seen_loc",
                             "test_unseen_loc"]),
        how=st.sampled_from(["drop", "empty", "float", "nan", "transpose", "string", "negative",
