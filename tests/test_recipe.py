@@ -38,7 +38,8 @@ def test_mode_fills_only_unset_switches():
 
 def test_overrides_parse_yaml_values():
     r = recipe_from_dict({}, ["train.lr=1e-3", "train.terms.alignment.enabled=false",
-                              "model.image_hidden=[8, 9]", "classifier.epochs=paper"])
+                              "model.image_hidden=[8, 9]", "classifier.epochs=paper",
+                              "data.name=CUB"])   # paper epochs exist for CUB
     assert r.train.lr == 1e-3 and r.train.terms.alignment.enabled is False
     assert r.model.image_hidden == [8, 9] and r.classifier.epochs == "paper"
     with pytest.raises(RecipeError, match="key.sub=value"):
