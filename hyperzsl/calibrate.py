@@ -20,6 +20,7 @@ import json
 import os
 
 import torch
+import yaml
 
 from . import report
 from .decision import decide
@@ -51,7 +52,6 @@ def finished_run(run_dir: str, recipe: Recipe) -> bool:
         with open(os.path.join(run_dir, "run.json")) as fh:
             if json.load(fh).get("status") != "done":
                 return False
-        import yaml
         with open(os.path.join(run_dir, "recipe.yaml")) as fh:
             saved = recipe_from_dict(yaml.safe_load(fh))
     except (OSError, ValueError, HyperzslError):

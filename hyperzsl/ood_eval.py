@@ -11,8 +11,6 @@ codes on the ID side: nothing is chosen on test data.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
@@ -177,9 +175,4 @@ def plot_ood(result: dict, path_prefix: str,
 
 
 def _save(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    report.save_figure(fig, path)

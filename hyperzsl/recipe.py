@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -20,6 +19,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import RecipeError
+from .registry import closest, suggestion
 
 
 @dataclass
@@ -95,8 +95,8 @@ class Terms(dict):
         known = LOSS_TERMS.as_dict()
         for key in raw:
             if key not in known:
-                close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.5)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
+                close = closest(key, known, cutoff=0.5)
+                hint = f"; did you mean '{close}'?" if close else ""
                 raise RecipeError(f"unknown recipe key '{where}.{key}'{hint} (loss terms: "
                                   f"{', '.join(known)})")
         out = cls()
@@ -261,9 +261,8 @@ def _convert(value: Any, tp, where: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
-            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise RecipeError(f"{where}: {value!r} is not one of {list(allowed)}{hint}")
+            raise RecipeError(f"{where}: {value!r} is not one of {list(allowed)}"
+                              f"{suggestion(value, allowed)}")
         return value
     if origin is list:
         if not isinstance(value, list):
@@ -313,8 +312,8 @@ def _build(cls, raw: Any, where: str):
     for key, value in raw.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            close = closest(key, names, cutoff=0.5)
+            hint = f"; did you mean '{close}'?" if close else ""
             raise RecipeError(f"unknown recipe key '{path}'{hint} (valid keys here: "
                               f"{', '.join(names)})")
         kwargs[key] = _convert(value, hints[key], path)

@@ -4,17 +4,23 @@ closest valid name suggested, list what exists."""
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterable, TypeVar
+from typing import Generic, Iterable, TypeVar
 
 from .errors import RecipeError
 
 T = TypeVar("T")
 
 
-def suggestion(word: str, choices: Iterable[str]) -> str:
+def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The closest of ``choices`` to ``word`` (difflib), or None: every "did you mean"."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def suggestion(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """' (did you mean 'x'?)' for the closest of ``choices``, or ''."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(word, choices, cutoff)
+    return f" (did you mean '{close}'?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -56,5 +62,3 @@ def check_options(kind: str, name: str, options: dict, valid: Iterable[str]) -> 
         raise RecipeError(f"unknown option(s) {unknown} for {kind} '{name}'"
                           f"{suggestion(unknown[0], valid)}; valid: {', '.join(valid) or 'none'}")
 
-
-Factory = Callable[..., T]

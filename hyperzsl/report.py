@@ -7,11 +7,33 @@ import platform
 import sys
 
 
+def atomic_write(path: str, write, suffix: str = "") -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename: a reader (or a
+    Ctrl-C) never sees a half-written file, and a failed write leaves the old one."""
+    tmp = f"{path}.tmp-{os.getpid()}{suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    atomic_write(path, write)
+
+
+def save_figure(fig, path: str) -> None:
+    """A matplotlib figure as PNG, atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90), ".png")
+    finally:
+        plt.close(fig)
 
 
 def write_json(path: str, obj) -> None:
@@ -76,8 +98,4 @@ def plot_training(history: list[dict], clf_history: list[dict], path: str) -> No
     axes[1].set_xlabel("classifier epoch")
     axes[1].set_title("test metrics (reported: last epoch)")
     axes[1].legend()
-    fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

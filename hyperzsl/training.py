@@ -8,7 +8,6 @@ each epoch one shuffled pass over the data.
 from __future__ import annotations
 
 import math
-import os
 import time
 from typing import Callable
 
@@ -18,6 +17,7 @@ from torch import Tensor
 from .errors import HyperzslError
 from .model import MultimodalVAE
 from .objective import Objective
+from .report import atomic_write
 
 
 class TrainingDiverged(HyperzslError, RuntimeError):
@@ -25,15 +25,8 @@ class TrainingDiverged(HyperzslError, RuntimeError):
 
 
 def atomic_torch_save(obj, path: str) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader (or a Ctrl-C)
-    never sees a half-written checkpoint."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """torch.save through report.atomic_write: never a half-written checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def make_optimizer(model: MultimodalVAE, cfg) -> torch.optim.Optimizer:
