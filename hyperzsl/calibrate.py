@@ -23,11 +23,10 @@ import torch
 import yaml
 
 from . import report
-from .decision import decide
 from .errors import HyperzslError
-from .pipeline import Prepared, fit_stage, run_classifier_stage, stage_classes, test_codes
+from .pipeline import Prepared, fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes
 from .recipe import GateConfig, Recipe, recipe_from_dict, recipe_to_dict
-from .stage import Gate, gzsl_metrics, stacking_candidates
+from .stage import Gate, stacking_candidates
 
 HOW = ("chosen by the best H on the validation split (train_loc minus a held-out share of "
        "each class's images as seen, val_loc classes as unseen), never on test")
@@ -59,11 +58,6 @@ def finished_run(run_dir: str, recipe: Recipe) -> bool:
     return _comparable(saved) == _comparable(recipe)
 
 
-def _scored(scores, codes, seen, unseen, stacking=0.0, routes=(None, None)) -> dict:
-    preds = [decide(s, seen, unseen, stacking, r) for s, r in zip(scores, routes)]
-    return gzsl_metrics(preds[0], codes[1], preds[1], codes[3])
-
-
 def choose_knobs(recipe: Recipe, model, prep: Prepared, log=print) -> tuple[list[dict], dict]:
     """The validation table over the recipe's calibration grid and its best row (highest
     H; the first such row, grids are ordered from the paper's values outwards). ``prep``
@@ -87,16 +81,15 @@ def choose_knobs(recipe: Recipe, model, prep: Prepared, log=print) -> tuple[list
         best_here = None
         for g in grid:
             row = {"unseen_spread": spread, "stacking": float(g), "gate": None,
-                   **_scored(scores, codes, seen, unseen, g)}
+                   **stage_result(strategy, codes, seen, unseen, stacking=g, scores=scores)}
             rows.append(row)
             best_here = row if best_here is None or row["H"] > best_here["H"] else best_here
         for det in cal.gate_detectors:
             for tpr in cal.gate_tpr:
                 gate = Gate(model, prep, prep.splits, strategy, det, tpr)
-                routes = tuple(gate.route(z, s) for z, s in zip((codes[0], codes[2]), scores))
                 row = {"unseen_spread": spread, "stacking": 0.0,
                        "gate": {"detector": det, "tpr": tpr},
-                       **_scored(scores, codes, seen, unseen, 0.0, routes)}
+                       **stage_result(strategy, codes, seen, unseen, gate=gate, scores=scores)}
                 rows.append(row)
                 best_here = row if row["H"] > best_here["H"] else best_here
         plain = rows[len(rows) - len(grid) - len(cal.gate_detectors) * len(cal.gate_tpr)]

@@ -180,12 +180,11 @@ def prepare(recipe: Recipe, device: torch.device, load_ood: bool = True) -> Prep
                     device, {k: torch.as_tensor(v, device=device) for k, v in ood.items()})
 
 
-def test_codes(model: MultimodalVAE, prep: Prepared, splits: dict | None = None):
+def test_codes(model: MultimodalVAE, prep: Prepared):
     """(z_seen, y_seen, z_unseen, y_unseen): deterministic codes of the split's test sets."""
-    splits = splits or prep.splits
     out = []
     for key in ("test_seen", "test_unseen"):
-        rows = torch.as_tensor(splits[key], device=prep.device)
+        rows = torch.as_tensor(prep.splits[key], device=prep.device)
         out += [model.codes(IMAGE, prep.features[rows]), prep.labels[rows]]
     return tuple(out)
 
@@ -198,18 +197,20 @@ def stage_classes(prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float = 0.0,
-                 gate=None) -> dict:
+                 gate=None, scores=None) -> dict:
     """S/U/H (or ZSL accuracy) of a fitted strategy with the decision knobs, through
-    :func:`hyperzsl.decision.decide`."""
+    :func:`hyperzsl.decision.decide`. ``scores``: the scorer's (seen, unseen) test scores
+    when already computed (calibration reuses them across its grid)."""
     z_s, y_s, z_u, y_u = codes
+    scores = scores or (None, None)
     if zsl:
         return {"zsl_accuracy": per_class_accuracy(
-            decide(scorer(z_u), seen, unseen, zsl=True), y_u)}
+            decide(scorer(z_u) if scores[1] is None else scores[1], seen, unseen, zsl=True), y_u)}
     preds = []
-    for z in (z_s, z_u):
-        scores = scorer(z)
-        route = gate.route(z, scores) if gate is not None and z.shape[0] else None
-        preds.append(decide(scores, seen, unseen, stacking, route) if z.shape[0] else
+    for z, given in zip((z_s, z_u), scores):
+        scores_z = scorer(z) if given is None else given
+        route = gate.route(z, scores_z) if gate is not None and z.shape[0] else None
+        preds.append(decide(scores_z, seen, unseen, stacking, route) if z.shape[0] else
                      torch.zeros(0, dtype=torch.long, device=z.device))
     return gzsl_metrics(preds[0], y_s, preds[1], y_u)
 
