@@ -1,15 +1,19 @@
-"""``python -m hyperzsl train|eval ...``: the console scripts without installing them."""
+"""``python -m hyperzsl train|eval|grid|compare ...``: the console scripts without
+installing them."""
 import sys
 
 from .cli import eval_main, train_main
+from .compare import main as compare_main
+from .grid.cli import grid_main
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "eval": eval_main}
+    commands = {"train": train_main, "eval": eval_main, "grid": grid_main,
+                "compare": compare_main}
     if not argv or argv[0] not in commands:
-        print("usage: python -m hyperzsl {train,eval} ...  (same arguments as hyperzsl-train "
-              "and hyperzsl-eval)", file=sys.stderr)
+        print("usage: python -m hyperzsl {train,eval,grid,compare} ...  (same arguments as "
+              "the hyperzsl-* commands)", file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])
 

@@ -25,7 +25,7 @@ import yaml
 from . import report
 from .errors import HyperzslError
 from .pipeline import Prepared, fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes
-from .recipe import GateConfig, Recipe, recipe_from_dict, recipe_to_dict
+from .recipe import GateConfig, Recipe, dump_recipe, recipe_from_dict, recipe_identity
 from .stage import Gate, stacking_candidates
 
 HOW = ("chosen by the best H on the validation split (train_loc minus a held-out share of "
@@ -39,12 +39,6 @@ def validation_recipe(recipe: Recipe) -> Recipe:
     return r
 
 
-def _comparable(recipe: Recipe) -> dict:
-    d = recipe_to_dict(recipe)
-    d.pop("name"), d.pop("calibration")
-    return d
-
-
 def finished_run(run_dir: str, recipe: Recipe) -> bool:
     """Whether run_dir holds a finished run of this recipe (up to name and calibration)."""
     try:
@@ -55,7 +49,7 @@ def finished_run(run_dir: str, recipe: Recipe) -> bool:
             saved = recipe_from_dict(yaml.safe_load(fh))
     except (OSError, ValueError, HyperzslError):
         return False
-    return _comparable(saved) == _comparable(recipe)
+    return recipe_identity(saved, "calibration") == recipe_identity(recipe, "calibration")
 
 
 def choose_knobs(recipe: Recipe, model, prep: Prepared, log=print) -> tuple[list[dict], dict]:
@@ -169,6 +163,9 @@ def calibrated_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
     metrics.update(result=cal_metrics["result"], uncalibrated=uncalibrated, calibration=record,
                    stage=cal_metrics["stage"], classifier_history=cal_metrics["classifier_history"])
     write_results(run_dir, recipe, metrics, None, out)
+    # the recipe that produced metrics.json (a reused trainval run may have been trained
+    # under another calibration grid, or none)
+    report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
     with open(os.path.join(run_dir, "run.json")) as fh:
         info = json.load(fh)
     info.update(result=metrics["result"], uncalibrated=uncalibrated, calibration=record)

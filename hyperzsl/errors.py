@@ -19,3 +19,7 @@ class NotFittedError(HyperzslError, RuntimeError):
 
 class MetricInputError(HyperzslError, ValueError):
     """Scores or labels that no OOD metric is defined for (NaN/inf, one class, bad shape)."""
+
+
+class GridError(HyperzslError, ValueError):
+    """A grid file, its expansion, an executor or a compared metric is wrong."""

@@ -537,5 +537,19 @@ def recipe_to_dict(recipe: Recipe) -> dict:
     return out
 
 
+def recipe_identity(recipe: "Recipe | dict", *ignore: str) -> dict:
+    """What makes two runs the same run: the resolved recipe without its name (and the
+    ``ignore`` sections), with data and OOD paths absolute (a recipe run by hand from the
+    repository root records them relative, a grid absolute)."""
+    d = copy.deepcopy(recipe if isinstance(recipe, dict) else recipe_to_dict(recipe))
+    for key in ("name",) + ignore:
+        d.pop(key, None)
+    if d.get("data", {}).get("path"):
+        d["data"]["path"] = os.path.abspath(d["data"]["path"])
+    for s in d.get("ood", {}).get("sets", []):
+        s["path"] = os.path.abspath(s["path"])
+    return d
+
+
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)

@@ -143,40 +143,33 @@ def test_eval_ood_seen_vs_unseen(demo_run):
     assert eval_main([demo_run, "--ood", "--set", "protocol.setting=zsl"]) == 2
 
 
-def _tool(name):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_validation_protocol_and_unseen_spread_tuning(tmp_path, demo_run, capsys):
+def test_validation_protocol_and_unseen_spread_tuning(tmp_path, demo_run):
     """protocol.split=validation trains on train_loc classes only and tests on held-out
-    train images (S) and val_loc classes (U); the tuning tool reruns the classifier stage
-    per unseen_spread on it, and widening the side posteriors moves U up (the knob does
-    what it says), and refuses a run on the test split."""
+    train images (S) and val_loc classes (U); the calibration's knob search reruns the
+    classifier stage per unseen_spread on it, and widening the side posteriors moves U up
+    (the knob does what it says); on a test-split run it refuses."""
+    from hyperzsl.calibrate import choose_knobs
+    from hyperzsl.errors import HyperzslError
     from hyperzsl.runs import load_run
     out = str(tmp_path / "val")
     assert train_main([os.path.join(REPO, "recipes", "demo_vmf.yaml"), "--out", out,
                        "--set", "protocol.split=validation",
                        "--set", "data.synthetic.val_classes=8", "--set", "train.epochs=25",
                        "--set", "classifier.epochs=10"]) == 0
-    _, _, prep, _ = load_run(out)
+    recipe, model, prep, _ = load_run(out)
     fs, splits = prep.fs, prep.splits
     val_classes = set(fs.labels[fs.splits["test_unseen"]].tolist())
     assert len(val_classes) == 8
     assert not val_classes & set(fs.labels[splits["trainval"]].tolist())
     assert set(fs.labels[splits["test_seen"]].tolist()) == set(
         fs.labels[splits["trainval"]].tolist())              # 22 train classes, held out
-    tune = _tool("tune_unseen_spread")
-    assert tune.main([out, "--values", "1", "4"]) == 0
-    rows = json.load(open(os.path.join(out, "unseen_spread.json")))["rows"]
+    recipe.calibration.unseen_spread, recipe.calibration.stacking = [1.0, 4.0], "off"
+    rows, _ = choose_knobs(recipe, model, prep, log=lambda *_: None)
     assert [r["unseen_spread"] for r in rows] == [1.0, 4.0]
     assert rows[1]["U"] > rows[0]["U"] + 0.05, rows
-    capsys.readouterr()
-    assert tune.main([demo_run]) == 2
-    assert "test-set selection" in capsys.readouterr().err
+    test_recipe, test_model, test_prep, _ = load_run(demo_run)
+    with pytest.raises(HyperzslError, match="test-set selection"):
+        choose_knobs(test_recipe, test_model, test_prep)
 
 
 def _tensors_equal(a: dict, b: dict) -> bool:
