@@ -45,9 +45,14 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="run folder to create (default runs/NAME-seedS-TIME)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, or auto (default: the recipe's)")
     p.add_argument("--seed", type=int, help="random seed (default: the recipe's)")
+    p.add_argument("--seeds", metavar="A-B",
+                   help="train these seeds as stacked replicas in one process (0-7, 0,3,5); "
+                        "each writes OUT/seedS, an ordinary run folder")
     args = p.parse_args(argv)
     if bool(args.recipe) == bool(args.resume):
         p.error("give a recipe, or --resume RUN_DIR (not both)")
+    if args.seeds and (args.seed is not None or args.resume):
+        p.error("--seeds trains several seeds; it does not combine with --seed or --resume")
     try:
         if args.resume:
             from .runs import resume_run
@@ -62,6 +67,18 @@ def train_main(argv: list[str] | None = None) -> int:
             overrides.append(f"device={args.device}")
         recipe = resolve(load_recipe(args.recipe, overrides))
         device = select_device(recipe.device)
+        if args.seeds:
+            from .replicas import check_stackable, parse_seeds, train_replicas
+            seeds = parse_seeds(args.seeds)
+            check_stackable(recipe)                      # before any data is read
+            if recipe.threads is None and device.type == "cpu" and \
+                    "OMP_NUM_THREADS" not in os.environ:
+                torch.set_num_threads(min(len(seeds), os.cpu_count() or 1))
+            run_dir = args.out or default_run_dir(recipe).replace(
+                f"-seed{recipe.seed}-", f"-seeds{args.seeds}-")
+            train_replicas(recipe, seeds, run_dir, device)
+            print(f"run folders: {run_dir}/seed{{{','.join(map(str, seeds))}}}")
+            return 0
         _threads(recipe, device)
         run_dir = args.out or default_run_dir(recipe)
         if recipe.calibration.enabled:

@@ -222,6 +222,8 @@ def paired(records: list[Record], a: str, b: str, metrics: list[str]) -> list[di
 def _cell(value: dict | None, pm: str = " ± ") -> str:
     if not value:
         return ""
+    if value["n"] == 1:                        # one seed: no spread to show
+        return f"{value['mean']:.1f}" if value["percent"] else f"{value['mean']:.4g}"
     return f"{value['mean']:.1f}{pm}{value['std']:.1f}" if value["percent"] else \
         f"{value['mean']:.4g}{pm}{value['std']:.2g}"
 

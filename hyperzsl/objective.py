@@ -38,6 +38,12 @@ class Warmup:
         return min(max(frac * self.max, 0.0), self.max)
 
 
+def total_over_batch(per_sample: Tensor, replicated: bool = False) -> Tensor:
+    """Sum over the batch; with stacked replicas (a leading replica dimension) one sum
+    per replica, so that each replica's loss and gradient are its own."""
+    return per_sample.flatten(1).sum(1) if replicated else per_sample.sum()
+
+
 def reconstruction_error(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     """Summed L1 or squared L2 error per sample, shape (batch,)."""
     diff = pred - target
@@ -50,14 +56,15 @@ class SampledLatents:
     e.g. the vMF rejection sampler's score term) to its per-sample loss, so no term that
     uses samples can leave it out."""
 
-    def __init__(self, family, posts: Mapping[str, object]):
+    def __init__(self, family, posts: Mapping[str, object], total=None):
         self._family, self._posts = family, posts
+        self._total = total or (lambda t: t.sum())
         self._z = {m: family.sample(q) for m, q in posts.items()}
 
     def term(self, source: str, per_sample_loss) -> Tensor:
         """sum over the batch of ``per_sample_loss(z_source)`` (shape (batch,)), corrected."""
         value = per_sample_loss(self._z[source])
-        return self._family.surrogate_loss(self._posts[source], value).sum()
+        return self._total(self._family.surrogate_loss(self._posts[source], value))
 
 
 @dataclass
@@ -72,6 +79,15 @@ class TermContext:
     latents: SampledLatents
     labels: Tensor | None
     loss: str
+
+    def total(self, per_sample: Tensor) -> Tensor:
+        """The sum over the batch: a scalar, or one sum per replica for stacked replicas
+        (batches of shape (replicas, batch, dim); hyperzsl.replicas)."""
+        return total_over_batch(per_sample, self.replicated)
+
+    @property
+    def replicated(self) -> bool:
+        return next(iter(self.batch.values())).dim() == 3
 
     def reconstruct(self, source: str, target: str) -> Tensor:
         """Summed error of decoding ``target`` from ``source``'s samples, corrected."""
@@ -103,7 +119,7 @@ class KLTerm(LossTerm):
 
     def __call__(self, ctx):
         family = ctx.model.family
-        return sum(family.kl(q).sum() for q in ctx.posts.values())
+        return sum(ctx.total(family.kl(q)) for q in ctx.posts.values())
 
 
 @LOSS_TERMS.register
@@ -124,7 +140,7 @@ class AlignmentTerm(LossTerm):
 
     def __call__(self, ctx):
         family = ctx.model.family
-        return sum(family.align(ctx.posts[a], ctx.posts[b]).sum()
+        return sum(ctx.total(family.align(ctx.posts[a], ctx.posts[b]))
                    for a, b in itertools.combinations(ctx.batch, 2))
 
 
@@ -174,8 +190,9 @@ class Objective:
         labels are needed only by terms that use them)."""
         w = self.weights_at(epoch)
         posts = {m: model.encode(m, x) for m, x in batch.items()}
-        ctx = TermContext(model, batch, posts, SampledLatents(model.family, posts), labels,
-                          self.loss)
+        replicated = next(iter(batch.values())).dim() == 3
+        ctx = TermContext(model, batch, posts, SampledLatents(
+            model.family, posts, lambda t: total_over_batch(t, replicated)), labels, self.loss)
         parts = {"reconstruction": sum(ctx.reconstruct(m, m) for m in batch)}
         for name, term in self.terms.items():
             if w[name] > 0:
@@ -185,5 +202,5 @@ class Objective:
             if name != "reconstruction":
                 total = total + w[name] * value
         if self.reduction == "mean":
-            total = total / next(iter(batch.values())).shape[0]
+            total = total / next(iter(batch.values())).shape[-2]
         return total, {k: v.detach() for k, v in parts.items()}

@@ -132,10 +132,7 @@ class RayExecutor:
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             check_reachable(address)
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except Exception as exc:                    # ConnectionError and friends
-                raise GridError(f"could not join the Ray cluster at {address}: {exc}") from None
+            self._join(address)
         else:
             ray.init(num_cpus=jobs, log_to_driver=False, include_dashboard=False)
         self.address = address or "local (started by hyperzsl-grid)"
@@ -143,6 +140,19 @@ class RayExecutor:
         self.remote = ray.remote(_ray_task).options(
             num_cpus=resources["cpus"], num_gpus=resources["gpus"], max_retries=retries)
         self._inflight = 0
+
+    def _join(self, address: str) -> None:
+        """Join a running cluster. ``ray start`` (Ray >= 2.59) turns on token
+        authentication for local clusters, and a client sends its token only with
+        RAY_AUTH_MODE=token set before Ray starts; a failed join says so."""
+        try:
+            self.ray.init(address=address, log_to_driver=False)
+        except Exception as exc:                        # ConnectionError and friends
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+                "; if the cluster uses token authentication (`ray start` does by default "
+                "since Ray 2.59), export RAY_AUTH_MODE=token in this shell (the token is "
+                "read from ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+            raise GridError(f"could not join the Ray cluster at {address}: {exc}{hint}") from None
 
     @property
     def capacity(self) -> int:

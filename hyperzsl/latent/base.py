@@ -31,6 +31,9 @@ class LatentFamily(abc.ABC):
     mode_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # option sets the conformance suite checks besides the defaults (hyperzsl.conformance)
     conformance_variants: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+    # posterior, sample, KL and alignment work over a leading replica dimension, so
+    # stacked replicas (hyperzsl.replicas) can train it
+    stackable: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int, **options: Any) -> None:
         if not isinstance(latent_dim, int) or latent_dim < 1:

@@ -32,6 +32,7 @@ class DiagonalGaussian(Independent):
 class GaussianFamily(LatentFamily):
     name = "gaussian"
     geometry = "euclidean"
+    stackable = True                 # every operation is elementwise or over the last dim
     options = {"sample_scale": "exp_half_logvar", "shared_epsilon": False}
     mode_defaults = {
         "faithful": {"sample_scale": "exp_logvar", "shared_epsilon": True},

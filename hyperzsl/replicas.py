@@ -1,0 +1,221 @@
+"""Stacked replicas: K copies of one recipe, differing by seed, trained in one process as
+batched weights (``hyperzsl-train RECIPE --seeds 0-7``).
+
+Every ``nn.Linear`` of the model becomes a :class:`StackedLinear` holding the K copies'
+weights, batches get a leading replica dimension (K, batch, dim), and the objective sums
+each replica's loss separately (``objective.total_over_batch``), so replica k's gradient
+is its own. Adam is elementwise, so one Adam over the stacked tensors is K independent
+Adams. Each replica starts from the weights a single run with its seed starts from (the
+same draws), draws its own batches from a generator seeded with its seed, and takes its
+posterior noise from the process's stream: it is a single run with that seed in
+distribution, not bit for bit. Each replica writes an ordinary run folder.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import os
+import sys
+import time
+
+import torch
+from torch import Tensor, nn
+
+from . import report
+from .errors import RecipeError
+from .model import MultimodalVAE
+from .training import TrainingDiverged, make_optimizer
+
+
+class StackedLinear(nn.Module):
+    """K linear layers applied to K batches at once: (K, B, in) -> (K, B, out)."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+def check_stackable(recipe) -> None:
+    """Named errors before training for what replicas cannot stack."""
+    from .latent import family_class
+    family = family_class(recipe.model.family)
+    if not getattr(family, "stackable", False):
+        raise RecipeError(f"--seeds (stacked replicas): latent family '{recipe.model.family}' "
+                          f"cannot be stacked (its sampler is not elementwise over a replica "
+                          f"dimension); train its seeds as separate runs (hyperzsl-grid)")
+    on = [name for name, w in recipe.train.terms.items() if w.enabled]
+    if "classification" in on:
+        raise RecipeError("--seeds (stacked replicas): train.terms.classification cannot be "
+                          "stacked yet; train the seeds as separate runs")
+    if recipe.train.batching == "random_subsets_stepwise":
+        raise RecipeError("--seeds (stacked replicas): train.batching "
+                          "random_subsets_stepwise follows one random stream; use "
+                          "random_subsets")
+    if recipe.calibration.enabled:
+        raise RecipeError("--seeds (stacked replicas) with calibration.enabled is not "
+                          "supported; run the seeds through hyperzsl-grid")
+
+
+def stack_models(models: list[MultimodalVAE]) -> MultimodalVAE:
+    """One model whose every linear layer holds the K models' weights."""
+    stacked = copy.deepcopy(models[0])
+    names = [name for name, mod in models[0].named_modules() if isinstance(mod, nn.Linear)]
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = stacked.get_submodule(parent_name) if parent_name else stacked
+        setattr(parent, attr, StackedLinear([m.get_submodule(name) for m in models]))
+    return stacked
+
+
+def unstacked_state(stacked: MultimodalVAE, k: int) -> dict[str, Tensor]:
+    """Replica k's state dict, loadable into a plain MultimodalVAE."""
+    return {name: value[k].clone() for name, value in stacked.state_dict().items()}
+
+
+def replica_batches(n: int, batch_size: int, batching: str, generators, device) -> Tensor:
+    """(steps, K, batch) row indices of one epoch, each replica from its own generator."""
+    steps = math.ceil(n / batch_size)
+    per = []
+    for g in generators:
+        if batching == "random_subsets":
+            rows = torch.stack([torch.randperm(n, generator=g)[:batch_size] for _ in range(steps)])
+        else:                                            # shuffled_epochs
+            perm = torch.randperm(n, generator=g)
+            pad = steps * batch_size - n                 # the last batch refilled from the start
+            rows = torch.cat([perm, perm[:pad]]).view(steps, batch_size)
+        per.append(rows)
+    return torch.stack(per, dim=1).to(device)
+
+
+def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tensor,
+                 side: dict[str, Tensor], cfg, seeds: list[int], image: str = "image",
+                 log=print) -> list[list[dict]]:
+    """Train the stacked model; returns one history (per-epoch records) per replica."""
+    optimizer = make_optimizer(model, cfg)
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    n, k = features.shape[0], len(seeds)
+    histories: list[list[dict]] = [[] for _ in seeds]
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        rows_all = replica_batches(n, cfg.batch_size, cfg.batching, generators, features.device)
+        loss_sum = torch.zeros(k, device=features.device)
+        totals: dict[str, Tensor] = {}
+        for rows in rows_all:
+            y = labels[rows]
+            batch = {image: features[rows], **{name: s[y] for name, s in side.items()}}
+            loss, parts = objective(model, batch, epoch, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+            for name, v in parts.items():
+                totals[name] = totals.get(name, 0) + v
+        steps = rows_all.shape[0]
+        means = (loss_sum / steps).tolist()               # one host sync per epoch
+        bad = [s for s, m in zip(seeds, means) if not math.isfinite(m)]
+        if bad:
+            raise TrainingDiverged(f"loss became non-finite in epoch {epoch + 1} for the "
+                                   f"replica(s) with seed {bad}; try a lower train.lr")
+        seconds = time.perf_counter() - t0
+        parts_mean = {name: (v / steps).tolist() for name, v in totals.items()}
+        for i in range(k):
+            histories[i].append({"epoch": epoch + 1, "loss": means[i],
+                                 **{name: vals[i] for name, vals in parts_mean.items()},
+                                 "weights": objective.weights_at(epoch),
+                                 "seconds": seconds, "steps": steps})
+        if (epoch + 1) % cfg.log_every == 0 or epoch + 1 == cfg.epochs:
+            log(f"epoch {epoch + 1:3d}/{cfg.epochs} loss per replica "
+                f"{min(means):.2f}..{max(means):.2f} ({k} replicas) "
+                f"{steps / seconds:6.1f} steps/s, ETA {(cfg.epochs - epoch - 1) * seconds:5.0f} s")
+    return histories
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-7``, ``0,3,5`` or ``4`` (one seed)."""
+    try:
+        if "-" in text:
+            a, b = (int(x) for x in text.split("-", 1))
+            seeds = list(range(a, b + 1))
+        else:
+            seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise RecipeError(f"--seeds {text!r}: expected A-B, a list like 0,3,5, or one "
+                          f"seed") from None
+    if not seeds:
+        raise RecipeError(f"--seeds {text!r}: no seeds (K must be >= 1)")
+    if len(set(seeds)) != len(seeds):
+        raise RecipeError(f"--seeds {text!r}: a seed is listed twice")
+    return seeds
+
+
+def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device) -> dict:
+    """Train len(seeds) replicas of ``recipe`` in this process; write OUT/seedS per
+    replica (an ordinary run folder). Returns {seed: metrics}."""
+    from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
+    from .recipe import dump_recipe
+    from .runs import RunLog, code_fingerprint, write_results
+    check_stackable(recipe)
+    dirs = {s: os.path.join(out_dir, f"seed{s}") for s in seeds}
+    for d in dirs.values():
+        if os.path.isdir(d) and os.listdir(d):
+            raise RecipeError(f"run folder {d} exists and is not empty; pass another --out "
+                              f"(nothing was overwritten)")
+    pin_paths(recipe)
+    prep = prepare(recipe, device)
+    models = []
+    for s in seeds:                     # the initial weights a single run with seed s draws
+        torch.manual_seed(s)
+        models.append(build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device))
+    stacked = stack_models(models)
+    objective = build_objective(recipe)
+    os.makedirs(out_dir, exist_ok=True)
+    log = RunLog(os.path.join(out_dir, "train.log"))
+    log(f"hyperzsl | {recipe.name} | {len(seeds)} stacked replicas, seeds {seeds} | "
+        f"device {device}")
+    torch.manual_seed(seeds[0])
+    trainval = torch.as_tensor(prep.splits["trainval"], device=device)
+    t0 = time.perf_counter()
+    histories = fit_replicas(stacked, objective, prep.features[trainval], prep.labels[trainval],
+                             prep.side, recipe.train, seeds, IMAGE, log)
+    seconds = time.perf_counter() - t0
+    log(f"{len(seeds)} replicas trained in {seconds:.1f} s")
+    out = {}
+    for i, s in enumerate(seeds):
+        r = copy.deepcopy(recipe)
+        r.seed = s
+        model = models[i]
+        model.load_state_dict(unstacked_state(stacked, i))
+        os.makedirs(dirs[s], exist_ok=True)
+        run_log = RunLog(os.path.join(dirs[s], "train.log"))
+        run_log(f"replica {i + 1} of {len(seeds)} (seed {s}), trained stacked in "
+                f"{out_dir} (the VAE history below is this replica's)")
+        info = {"status": "training", "seed": s, "mode": r.mode, "device": str(device),
+                "family": model.family.describe(), "data": prep.fs.summary(),
+                "environment": report.environment(), "code": code_fingerprint(),
+                "replica": {"index": i, "of": len(seeds), "seeds": seeds, "folder": out_dir},
+                "started": _dt.datetime.now().isoformat(timespec="seconds"),
+                "command": " ".join(sys.argv)}
+        report.atomic_write_text(os.path.join(dirs[s], "recipe.yaml"), dump_recipe(r))
+        report.write_json(os.path.join(dirs[s], "run.json"), info)
+        from .training import atomic_torch_save
+        import yaml
+        atomic_torch_save({"model": model.state_dict(), "epoch": r.train.epochs,
+                           "input_dims": prep.input_dims, "recipe": yaml.safe_load(dump_recipe(r)),
+                           "history": histories[i], "code": info["code"]},
+                          os.path.join(dirs[s], "checkpoint.pt"))
+        metrics, _ = run_classifier_stage(r, model, prep, run_log)
+        metrics.update(vae_history=histories[i], train_seconds=seconds, seed=s, mode=r.mode,
+                       family=model.family.name, replica=info["replica"])
+        write_results(dirs[s], r, metrics, histories[i], run_log)
+        info.update(status="done", result=metrics["result"],
+                    finished=_dt.datetime.now().isoformat(timespec="seconds"))
+        report.write_json(os.path.join(dirs[s], "run.json"), info)
+        run_log.close()
+        out[s] = metrics
+    log.close()
+    return out

@@ -1,0 +1,122 @@
+"""Stacked replicas (hyperzsl-train --seeds): each replica's loss and gradient equal a
+single model's on the same batch and noise, replica run folders are ordinary run
+folders, replicas match single runs statistically, and what cannot stack is refused."""
+import json
+import os
+import statistics
+
+import pytest
+import torch
+from conftest import REPO
+
+from hyperzsl.cli import eval_main, train_main
+from hyperzsl.pipeline import build_model, build_objective
+from hyperzsl.recipe import load_recipe
+from hyperzsl.replicas import stack_models, unstacked_state
+
+DEMO = os.path.join(REPO, "recipes", "demo.yaml")
+
+
+def _queue_noise(monkeypatch, queue):
+    """torch.randn returns the prepared tensors in order (the posterior noise)."""
+    def fake(shape, **kwargs):
+        out = queue.pop(0)
+        assert tuple(out.shape) == tuple(shape), (out.shape, shape)
+        return out.to(kwargs.get("dtype") or out.dtype)
+    monkeypatch.setattr(torch, "randn", fake)
+
+
+def test_replica_losses_and_gradients_equal_single_models(monkeypatch):
+    recipe = load_recipe(DEMO, ["model.latent_dim=6", "model.image_hidden=[24, 20]",
+                                "model.side_hidden=[16, 12]"])
+    dims, k, b = {"image": 30, "att": 9}, 3, 7
+    models = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        models.append(build_model(recipe, dims))
+    stacked = stack_models(models)
+    objective = build_objective(recipe)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(k, b, 30, generator=g)
+    a = torch.rand(k, b, 9, generator=g)
+    noise = {m: torch.randn(k, b, 1, generator=g) for m in ("image", "att")}
+    epoch = 40                                       # every term at full weight
+
+    _queue_noise(monkeypatch, [noise["image"], noise["att"]])
+    loss, parts = objective(stacked, {"image": x, "att": a}, epoch)
+    loss.sum().backward()
+    assert loss.shape == (k,)
+    for i, model in enumerate(models):
+        _queue_noise(monkeypatch, [noise["image"][i], noise["att"][i]])
+        single, single_parts = objective(model, {"image": x[i], "att": a[i]}, epoch)
+        single.backward()
+        torch.testing.assert_close(loss[i], single, rtol=1e-5, atol=1e-4)
+        for name, value in single_parts.items():
+            torch.testing.assert_close(parts[name][i], value, rtol=1e-5, atol=1e-4)
+        grads = {n: p.grad[i] for n, p in stacked.named_parameters()}
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-5)
+    # a replica unstacks into a plain model with that replica's weights
+    plain = build_model(recipe, dims)
+    plain.load_state_dict(unstacked_state(stacked, 1))
+    torch.testing.assert_close(plain.encoders["image"].hidden.weight,
+                               models[1].encoders["image"].hidden.weight)
+
+
+FAST = ["--set", "train.epochs=6", "--set", "classifier.epochs=3"]
+
+
+def test_replica_run_folders_are_ordinary_run_folders(tmp_path):
+    out = tmp_path / "rep"
+    assert train_main([DEMO, "--seeds", "0-1", "--out", str(out), *FAST]) == 0
+    for seed in (0, 1):
+        run = out / f"seed{seed}"
+        info = json.load(open(run / "run.json"))
+        assert info["status"] == "done" and info["seed"] == seed
+        assert info["replica"] == {"index": seed, "of": 2, "seeds": [0, 1], "folder": str(out)}
+        metrics = json.load(open(run / "metrics.json"))
+        assert len(metrics["vae_history"]) == 6
+        assert eval_main([str(run)]) == 0            # hyperzsl-eval reads it
+        assert json.load(open(run / "eval.json"))["result"] == metrics["result"]
+    h0 = json.load(open(out / "seed0" / "metrics.json"))["vae_history"]
+    h1 = json.load(open(out / "seed1" / "metrics.json"))["vae_history"]
+    assert h0[0]["loss"] != h1[0]["loss"]            # two replicas, not one twice
+
+
+@pytest.mark.slow
+def test_replicas_match_single_runs_statistically(tmp_path):
+    """6 stacked replicas against 6 single runs with the same seeds on the demo: the
+    means of S, U and H agree within three standard errors of their difference."""
+    seeds = list(range(6))
+    assert train_main([DEMO, "--seeds", "0-5", "--out", str(tmp_path / "rep")]) == 0
+    rep = [json.load(open(tmp_path / "rep" / f"seed{s}" / "metrics.json"))["result"]
+           for s in seeds]
+    single = []
+    for s in seeds:
+        out = tmp_path / f"single{s}"
+        assert train_main([DEMO, "--seed", str(s), "--out", str(out)]) == 0
+        single.append(json.load(open(out / "metrics.json"))["result"])
+    for key in ("S", "U", "H"):
+        a, b = [r[key] for r in rep], [r[key] for r in single]
+        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+        assert abs(statistics.mean(a) - statistics.mean(b)) <= 3 * se + 0.01, (key, a, b)
+        assert statistics.mean(a) > 0.5, (key, a)     # replicas learn, as single runs do
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "model.family=vmf"], "latent family 'vmf' cannot be stacked"),
+    (["--set", "train.terms.classification.enabled=true"], "classification cannot be stacked"),
+    (["--set", "train.batching=random_subsets_stepwise"], "random_subsets_stepwise"),
+])
+def test_what_cannot_stack_is_refused_before_training(tmp_path, capsys, args, message):
+    out = tmp_path / "rep"
+    assert train_main([DEMO, "--seeds", "0-1", "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("seeds, message", [("3-1", "no seeds (K must be >= 1)"),
+                                            ("0,0", "listed twice"), ("a-b", "expected A-B")])
+def test_bad_seed_lists_are_named(tmp_path, capsys, seeds, message):
+    assert train_main([DEMO, "--seeds", seeds, "--out", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
