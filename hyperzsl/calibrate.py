@@ -32,10 +32,14 @@ HOW = ("chosen by the best H on the validation split (train_loc minus a held-out
        "each class's images as seen, val_loc classes as unseen), never on test")
 
 
-def validation_recipe(recipe: Recipe) -> Recipe:
+def validation_recipe(recipe: Recipe, split_seed: int | None = None) -> Recipe:
+    """The recipe of step 1; ``split_seed`` draws the held-out images when it differs
+    from the recipe's seed (an ensemble's members share one validation split)."""
     r = copy.deepcopy(recipe)
     r.protocol.split = "validation"
     r.calibration.enabled = False
+    if split_seed is not None and split_seed != recipe.seed:
+        r.protocol.validation_seed = split_seed
     return r
 
 
@@ -114,17 +118,22 @@ def _table(rows: list[dict], best: dict, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def calibrated_run(recipe: Recipe, run_dir: str, device: torch.device) -> dict:
+def calibrated_run(recipe: Recipe, run_dir: str, device: torch.device,
+                   split_seed: int | None = None) -> dict:
     """The three steps above; run_dir is the test run, run_dir/validation the validation
-    run. Returns the test metrics (``result`` calibrated, ``uncalibrated`` beside it)."""
+    run (its held-out images drawn with ``split_seed``, default the recipe's seed).
+    Returns the test metrics (``result`` calibrated, ``uncalibrated`` beside it)."""
     from .runs import RunLog, load_run, train_run, write_results
+    if recipe.calibration.ensemble > 1:
+        from .ensemble import ensemble_run
+        return ensemble_run(recipe, run_dir, device)
 
     own = {"validation", "calibration.json", "calibration.md"}
     if os.path.isdir(run_dir) and not finished_run(run_dir, recipe) and \
             set(os.listdir(run_dir)) - own:
         raise HyperzslError(f"run folder {run_dir} holds something other than a finished run "
                             f"of this recipe; pass another --out (nothing was overwritten)")
-    val_recipe = validation_recipe(recipe)
+    val_recipe = validation_recipe(recipe, split_seed)
     val_dir = os.path.join(run_dir, "validation")
     log = RunLog(None)
     if finished_run(val_dir, val_recipe):

@@ -164,8 +164,10 @@ def prepare(recipe: Recipe, device: torch.device, load_ood: bool = True) -> Prep
     fs = load_data(recipe)
     if recipe.protocol.split == "validation":
         # a new FeatureSet, so scaling is fitted on the validation trainval only
+        p = recipe.protocol
         fs = dataclasses.replace(fs, splits=validation_splits(
-            fs.splits, fs.labels, recipe.protocol.validation_holdout, recipe.seed, fs.source))
+            fs.splits, fs.labels, p.validation_holdout,
+            recipe.seed if p.validation_seed is None else p.validation_seed, fs.source))
     if IMAGE in fs.side_info:
         raise DataError(f"side information may not be called '{IMAGE}' (reserved for the "
                         f"image features); set data.side_info[].name")

@@ -174,6 +174,9 @@ class CalibrationConfig:
     stacking: Union[list[float], Literal["auto", "off"]] = "auto"
     gate_detectors: list[str] = field(default_factory=list)   # e.g. [vmf, energy]
     gate_tpr: list[float] = field(default_factory=lambda: [0.95])
+    # K > 1: K calibrated members (seeds seed..seed+K-1), probabilities averaged, the
+    # ensemble's stacking chosen on validation (hyperzsl.ensemble)
+    ensemble: int = 1
 
 
 @dataclass
@@ -186,6 +189,9 @@ class ProtocolConfig:
     # so classifier-stage knobs are chosen without the test split.
     split: Literal["test", "validation"] = "test"
     validation_holdout: float = 0.2
+    # the seed that draws the held-out images of the validation split (default: seed);
+    # a seed ensemble's members share the first member's, so their scores can be averaged
+    validation_seed: Optional[int] = None
 
 
 @dataclass
@@ -503,7 +509,12 @@ def _check_stage(recipe: Recipe) -> None:
         detector_class(c.gate.detector)
         if not 0.0 < c.gate.tpr <= 1.0:
             raise RecipeError(f"classifier.gate.tpr must lie in (0, 1], got {c.gate.tpr}")
+    if cal.ensemble < 1:
+        raise RecipeError(f"calibration.ensemble must be >= 1 (members), got {cal.ensemble}")
     if not cal.enabled:
+        if cal.ensemble > 1:
+            raise RecipeError("calibration.ensemble > 1 runs inside the calibration "
+                              "protocol; set calibration.enabled: true")
         return
     for key in ("unseen_spread", "gate_tpr") + (("stacking",) if isinstance(cal.stacking, list)
                                                 else ()):

@@ -230,3 +230,27 @@ def test_classification_term_gets_the_samplers_gradient_correction():
     g_plain = model.encoders["image"].head.weight.grad.clone()
     assert not torch.allclose(g_corrected, g_plain, rtol=1e-3)   # the correction is real
     assert torch.allclose(g_term, g_corrected, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- ensembles
+def test_seed_ensemble_chooses_its_stacking_on_validation(tmp_path):
+    """calibration.ensemble: 2 trains two calibrated members (seeds 0 and 1), averages
+    their probabilities and takes the stacking constant with the best validation H of
+    the average, recomputed here from the members' validation runs alone."""
+    from hyperzsl.ensemble import average, member_log_probs, result
+    out = str(tmp_path / "ens")
+    sets = sum((["--set", s] for s in SHORT + ["calibration.ensemble=2"]), [])
+    assert train_main([DEMO_CAL, "--out", out] + sets) == 0
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    record = metrics["ensemble"]
+    assert [m["seed"] for m in record["members"]] == [0, 1]
+    assert "never on test" in record["how"]
+    val = average([member_log_probs(os.path.join(m["dir"], "validation"), m["spread"],
+                                    torch.device("cpu")) for m in record["members"]])
+    table = json.load(open(os.path.join(out, "calibration.json")))["table"]
+    best = max(table, key=lambda r: r["H"])
+    assert best["stacking"] == record["stacking"]
+    assert result(val, record["stacking"])["H"] == pytest.approx(record["validation"]["H"])
+    assert json.load(open(os.path.join(out, "run.json")))["status"] == "done"
+    with pytest.raises(RecipeError, match="calibration.enabled"):
+        load_recipe(DEMO, ["calibration.ensemble=3"])

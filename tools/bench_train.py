@@ -4,8 +4,10 @@ information, 7,057 trainval rows -> 142 steps per epoch, 14,200 steps for 100 ep
 Prints the median step time, steps/s and the implied 100-epoch time for hyperzsl's
 training step (fused AMSGrad Adam) and, measured in the same run, for the same step with
 the unfused (foreach) Adam the official code's optimiser corresponds to, plus the ratio.
-On CPU it also compares 1 intra-op thread with all cores; on CUDA (when present) it
-times the GPU path too.
+On CPU it also compares 1 intra-op thread with all cores, and stacked replicas
+(``hyperzsl-train --seeds``, K = 1, 2, 4 in one process on all cores) against two single
+runs in two processes at the same time (one thread each): the way two seeds share 2 cores
+without stacking. On CUDA (when present) it times the GPU path and stacked K = 1, 4, 16.
 
     python tools/bench_train.py [--steps 40] [--device cpu|cuda|all]
 """
@@ -21,6 +23,7 @@ import torch
 from hyperzsl.data import make_synthetic, scale_features
 from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import recipe_from_dict
+from hyperzsl.replicas import stack_models
 from hyperzsl.training import make_optimizer
 
 N_TRAINVAL, EPOCHS, BATCH = 7057, 100, 50
@@ -60,6 +63,46 @@ def time_steps(device, fused: bool, steps: int, data) -> float:
     return statistics.median(times)
 
 
+def time_stacked(device, k: int, steps: int, data) -> float:
+    """Median seconds per optimiser step of k stacked replicas (one step trains all k)."""
+    recipe = recipe_from_dict({})
+    x, y, att = data
+    models = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        models.append(build_model(recipe, {"image": x.shape[1], "att": att.shape[1]}))
+    model = stack_models(models).to(device)
+    objective = build_objective(recipe)
+    opt = make_optimizer(model, recipe.train)
+    times = []
+    for i in range(steps + 5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        rows = torch.stack([torch.randperm(x.shape[0], device=device)[:BATCH] for _ in range(k)])
+        loss, _ = objective(model, {"image": x[rows], "att": att[y[rows]]}, epoch=99)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _single_in_process(steps: int) -> float:
+    torch.set_num_threads(1)
+    return time_steps(torch.device("cpu"), True, steps, cub_shaped(torch.device("cpu")))
+
+
+def two_single_runs_at_once(steps: int) -> float:
+    """Median step time of each of two single runs in two processes at the same time."""
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(2) as pool:
+        return statistics.median(pool.map(_single_in_process, [steps, steps]))
+
+
 def report(label: str, sec: float, base: float | None) -> None:
     total = sec * math.ceil(N_TRAINVAL / BATCH) * EPOCHS
     ratio = f"  x{base / sec:4.2f} vs baseline" if base else "  (baseline)"
@@ -85,6 +128,13 @@ def main() -> None:
             report(f"cpu, {threads} thread(s), fused Adam (hyperzsl)",
                    time_steps(cpu, True, args.steps, data), base)
         torch.set_num_threads(cores)
+        # two seeds on this machine: two processes at once, or one stacked process
+        pair = two_single_runs_at_once(args.steps)
+        report("cpu, two single runs at once (per step, each)", pair, None)
+        for k in (1, 2, 4):
+            sec = time_stacked(cpu, k, args.steps, data)
+            report(f"cpu, stacked K={k}, {cores} threads (per replica-step)", sec / k, pair / 2)
+        print("  (ratios: against the pair's throughput, i.e. two replica-steps per pair step)")
     if args.device in ("cuda", "all"):
         if not torch.cuda.is_available():
             print("cuda: skipped (no CUDA device on this machine)")
@@ -94,6 +144,9 @@ def main() -> None:
         base = time_steps(gpu, False, args.steps, data)
         report(f"cuda ({torch.cuda.get_device_name()}), unfused Adam", base, None)
         report("cuda, fused Adam (hyperzsl)", time_steps(gpu, True, args.steps, data), base)
+        for k in (1, 4, 16):
+            sec = time_stacked(gpu, k, args.steps, data)
+            report(f"cuda, stacked K={k} (per replica-step)", sec / k, base)
 
 
 if __name__ == "__main__":

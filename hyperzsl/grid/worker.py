@@ -56,7 +56,8 @@ def run_state(spec: dict) -> str:
             return "partial"             # its VAE is reusable; the calibration step reruns
         return "other"
     metrics = _read(os.path.join(run_dir, "metrics.json"))
-    if metrics is None or (spec["recipe"]["calibration"]["enabled"] and "calibration" not in metrics):
+    cal = spec["recipe"]["calibration"]
+    if metrics is None or (cal["enabled"] and not {"calibration", "ensemble"} & set(metrics)):
         return "partial"
     if spec.get("ood") and not os.path.isfile(os.path.join(run_dir, "ood.json")):
         return "partial"
@@ -70,7 +71,9 @@ def _clear_partial(spec: dict) -> None:
     run_dir = spec["dir"]
     recipe = recipe_from_dict(spec["recipe"])
     keep = set()
-    if recipe.calibration.enabled:
+    if recipe.calibration.enabled and recipe.calibration.ensemble > 1:
+        keep |= {n for n in os.listdir(run_dir) if n.startswith("member")}   # each resumes
+    elif recipe.calibration.enabled:
         val = os.path.join(run_dir, "validation")
         if os.path.isdir(val) and finished_run(val, validation_recipe(recipe)):
             keep |= {"validation", "calibration.json", "calibration.md"}
