@@ -16,7 +16,6 @@ import argparse
 import csv
 import fnmatch
 import io
-import json
 import math
 import os
 import statistics
@@ -45,12 +44,7 @@ class Record:
         return "/".join(x for x in (self.base, self.variant, self.point_label) if x)
 
 
-def _json(path: str) -> dict | None:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+_json = report.read_json_if_present
 
 
 def _finished(run_dir: str) -> bool:

@@ -368,11 +368,8 @@ def read_recipe_file(path: str, _chain: tuple[str, ...] = ()) -> dict:
     real = os.path.realpath(path)
     if real in _chain:
         raise RecipeError(f"{path}: 'extends' loops back to itself via {' -> '.join(_chain)}")
-    with open(path) as fh:
-        try:
-            raw = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{path}: not valid YAML ({exc})") from exc
+    from .report import read_yaml
+    raw = read_yaml(path, RecipeError, "") or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {raw!r}")
     base = raw.pop("extends", None)

@@ -40,6 +40,26 @@ def write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_json_if_present(path: str) -> dict | None:
+    """A JSON file's content, or None when it is missing or torn (a run still writing)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def read_yaml(path: str, error, what: str):
+    """A YAML file's content; ``error`` (an exception class) names the file when it is
+    not valid YAML."""
+    import yaml
+    with open(path) as fh:
+        try:
+            return yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise error(f"{what}{path}: not valid YAML ({exc})") from exc
+
+
 def read_json(path: str):
     with open(path) as fh:
         return json.load(fh)

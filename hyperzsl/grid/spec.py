@@ -15,11 +15,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
-import yaml
-
 from ..errors import GridError, RecipeError
 from ..recipe import load_recipe, recipe_to_dict
 from ..registry import suggestion
+from ..report import read_yaml
 
 GRID_KEYS = ("name", "out", "recipes", "variants", "sweeps", "seeds", "set", "metrics",
              "ood", "retries", "resources")
@@ -252,11 +251,7 @@ def load_grid(path: str, out: str | None = None, seeds=None) -> Grid:
     ``seeds`` (a list, a count or 'A-B') replaces the file's seeds."""
     if not os.path.isfile(path):
         raise GridError(f"grid file not found: {path}")
-    with open(path) as fh:
-        try:
-            raw = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise GridError(f"grid {path}: not valid YAML ({exc})") from exc
+    raw = read_yaml(path, GridError, "grid ") or {}
     if not isinstance(raw, dict):
         raise GridError(f"grid {path}: expected a mapping of {', '.join(GRID_KEYS)}")
     for key in raw:

@@ -20,13 +20,7 @@ from .. import report
 from ..errors import HyperzslError
 from ..recipe import recipe_from_dict, recipe_identity, recipe_to_dict
 
-
-def _read(path: str) -> dict | None:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+_read = report.read_json_if_present
 
 
 def saved_recipe(run_dir: str) -> dict | None:
