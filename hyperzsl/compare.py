@@ -3,9 +3,10 @@ grid folder, paired differences over matched seeds, and plots.
 
     hyperzsl-compare runs/grids/demo [--metric H --metric S] [--pair A B] [--out DIR]
     hyperzsl-compare runs/a-seed0 runs/a-seed1 runs/b-seed0 ...
+    hyperzsl-compare stacked=runs/rep single=runs/single    # LABEL=FOLDER names a group
 
 A grid folder groups its runs by base recipe, variant and sweep point (its grid.json); run
-folders are grouped by their recipe's name. Tables are printed as Markdown and written as
+folders are grouped by their recipe's name, or by the LABEL given with their folder. Tables are printed as Markdown and written as
 Markdown, LaTeX, CSV and JSON; ``bars.png`` shows each group's mean with its std, and a
 grid with a sweep gets ``sweep_BLOCK_METRIC.png``: the metric against the swept value with
 a band of ±1 std over seeds.
@@ -72,6 +73,9 @@ def load_records(paths: list[str]) -> tuple[list[Record], dict | None]:
     folders) and the grid plan when one grid folder was given."""
     records, plan = [], None
     for path in paths:
+        label = None
+        if "=" in path and not os.path.isdir(path):
+            label, path = path.split("=", 1)              # LABEL=FOLDER names the group
         if not os.path.isdir(path):
             raise GridError(f"not a folder: {path}")
         grid = _json(os.path.join(path, "grid.json"))
@@ -91,7 +95,7 @@ def load_records(paths: list[str]) -> tuple[list[Record], dict | None]:
             raise GridError(f"{path}: no finished run folder (run.json status done, "
                             f"metrics.json) in it")
         for run_dir in found:
-            records.append(_record(run_dir, base=_recipe_name(run_dir), variant=""))
+            records.append(_record(run_dir, base=label or _recipe_name(run_dir), variant=""))
     return records, plan
 
 
@@ -396,7 +400,8 @@ def compare(paths: list[str], metrics: list[str] | None = None, pair: list[str] 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hyperzsl-compare", description=__doc__.splitlines()[0])
-    p.add_argument("paths", nargs="+", help="a grid folder, run folders, or folders of runs")
+    p.add_argument("paths", nargs="+", help="a grid folder, run folders, or folders of runs; "
+                                            "LABEL=FOLDER names the group of its runs")
     p.add_argument("--metric", action="append", default=[],
                    help="H, S, uncalibrated.H, ood.detectors.knn.auroc, ood.detectors.*.auroc "
                         "(default: the grid's metrics, else S U H)")

@@ -120,3 +120,7 @@ def test_plain_run_folders_group_by_recipe_name(tmp_path):
     rows = {r["base"]: r for r in out["rows"]}
     assert rows["x"]["n"] == 2 and rows["x"]["values"]["H"]["mean"] == pytest.approx(60.0)
     assert os.path.isfile(tmp_path / "cmp" / "bars.png")
+    # LABEL=FOLDER groups by the label instead; --pair then matches seeds across folders
+    out = compare([f"first={tmp_path / 'x-0'}", f"second={tmp_path / 'x-1'}"], ["H"],
+                  out_dir=str(tmp_path / "cmp2"), log=lambda *_: None, plots=False)
+    assert sorted(r["group"] for r in out["rows"]) == ["first", "second"]
