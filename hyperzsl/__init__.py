@@ -1,12 +1,14 @@
 """hyperzsl: generalized zero-/few-shot learning and OOD detection with multimodal VAEs
 whose latent family (Gaussian, von Mises-Fisher, ...) is pluggable.
 
-The Python API (hyperzsl.api): ``train``, ``load_run``, ``list_families``,
-``list_detectors``, ``list_strategies``; distributions in ``hyperzsl.distributions``."""
+The Python API (hyperzsl.api): ``train``, ``load_run``, ``run_grid``, ``compare_runs``,
+``list_families``, ``list_detectors``, ``list_strategies``; distributions in
+``hyperzsl.distributions``."""
 
 __version__ = "0.1.0"
 
-_API = ("train", "load_run", "list_families", "list_detectors", "list_strategies", "Run")
+_API = ("train", "load_run", "run_grid", "compare_runs", "list_families", "list_detectors",
+        "list_strategies", "Run")
 
 
 def __getattr__(name):          # the API imports torch: only when it is used

@@ -119,6 +119,33 @@ def train(recipe_or_path, overrides: Sequence[str] | None = None, out: str | Non
     return Run(run_dir)
 
 
+def run_grid(path: str, out: str | None = None, executor: str = "local", jobs: int | None = None,
+         address: str | None = None, seeds=None) -> dict:
+    """Run a grid file (as ``hyperzsl-grid``) and return its comparison (``compare``)."""
+    from .compare import compare as _compare
+    from .grid.driver import run_grid as _run
+    from .grid.executors import make_executor
+    from .grid.spec import load_grid
+    g = load_grid(path, out, seeds)
+    threads = max(1, int(g.resources["cpus"]))
+    state = os.path.join(g.out, ".tasks")
+    os.makedirs(state, exist_ok=True)
+    ex = make_executor(executor, jobs=jobs or max(1, (os.cpu_count() or 1) // threads),
+                       threads=threads, device=None, state_dir=state, address=address,
+                       resources=g.resources, retries=g.retries)
+    _run(g, ex)
+    return _compare([g.out], g.metrics)
+
+
+def compare_runs(paths: Sequence[str], metrics: Sequence[str] | None = None,
+            pair: Sequence[str] | None = None, out: str | None = None) -> dict:
+    """Mean ± std tables over run or grid folders (as ``hyperzsl-compare``): a dict with
+    ``rows``, ``paired``, ``files``."""
+    from .compare import compare as _compare
+    return _compare(list(paths), list(metrics) if metrics else None,
+                    list(pair) if pair else None, out)
+
+
 def load_run(run_dir: str, device: str | None = None) -> Run:
     return Run(run_dir, device)
 

@@ -6,10 +6,11 @@ grid folder, paired differences over matched seeds, and plots.
     hyperzsl-compare stacked=runs/rep single=runs/single    # LABEL=FOLDER names a group
 
 A grid folder groups its runs by base recipe, variant and sweep point (its grid.json); run
-folders are grouped by their recipe's name, or by the LABEL given with their folder. Tables are printed as Markdown and written as
-Markdown, LaTeX, CSV and JSON; ``bars.png`` shows each group's mean with its std, and a
-grid with a sweep gets ``sweep_BLOCK_METRIC.png``: the metric against the swept value with
-a band of ±1 std over seeds.
+folders are grouped by their recipe's name, or by the LABEL given with their folder.
+Tables are printed as Markdown and written as Markdown, LaTeX, CSV and JSON;
+``bars.png`` shows each group's mean with its std, and a grid with a sweep gets
+``sweep_BLOCK_METRIC.png``: the metric against the swept value with a band of ±1 std
+over seeds.
 """
 from __future__ import annotations
 
@@ -371,7 +372,9 @@ def compare(paths: list[str], metrics: list[str] | None = None, pair: list[str] 
         raise GridError(f"no finished runs under {', '.join(paths)}")
     metrics = expand_metrics(records, metrics or (plan or {}).get("metrics") or ["S", "U", "H"])
     rows = summarize(records, metrics)
-    out_dir = out_dir or (os.path.join(paths[0], "compare") if plan else "compare")
+    if out_dir is None:              # inside the grid, or the folder the run folders share
+        common = os.path.commonpath([os.path.abspath(r.dir) for r in records])
+        out_dir = os.path.join(paths[0] if plan else common, "compare")
     os.makedirs(out_dir, exist_ok=True)
     md = markdown(rows, metrics)
     log(md)
@@ -407,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the grid's metrics, else S U H)")
     p.add_argument("--pair", nargs=2, metavar=("A", "B"),
                    help="paired difference A − B over matched seeds (group labels as printed)")
-    p.add_argument("--out", help="folder for the tables and plots (default: GRID/compare)")
+    p.add_argument("--out", help="folder for the tables and plots (default: GRID/compare, "
+                                 "else compare/ in the folder the runs share)")
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
     try:

@@ -13,7 +13,7 @@ def test_readme_api_example_runs(tmp_path, capsys):
     code = code.replace('"runs/api-demo"', repr(str(tmp_path / "api-demo")))
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
-    assert "'S'" in out and "gaussian" in out and "softmax" in out
+    assert "'S'" in out and "gaussian" in out and "softmax" in out and "'per_seed'" in out
     assert os.path.isfile(tmp_path / "api-demo" / "metrics.json")
 
 

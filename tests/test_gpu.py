@@ -108,3 +108,20 @@ def test_detectors_accept_cuda_latents():
         s_in, s_out = det.score(z), det.score(far)
         assert s_in.is_cuda
         assert s_out.median() > s_in.quantile(0.99)
+
+
+def test_replicas_train_on_cuda_and_learn(tmp_path):
+    """Stacked replicas (hyperzsl-train --seeds) on CUDA: every replica trains and lands
+    well above chance, each in its own run folder."""
+    import json
+    import os
+
+    from conftest import REPO
+
+    from hyperzsl.cli import train_main
+    out = tmp_path / "rep"
+    assert train_main([os.path.join(REPO, "recipes", "demo.yaml"), "--device", "cuda",
+                       "--seeds", "0-3", "--out", str(out)]) == 0
+    for seed in range(4):
+        result = json.load(open(out / f"seed{seed}" / "metrics.json"))["result"]
+        assert result["S"] > 0.8 and result["H"] > 0.5, (seed, result)

@@ -182,3 +182,16 @@ def test_plan_lists_every_run(tmp_path):
     path = write_grid(tmp_path, seeds=2)
     grid = load_grid(path)
     assert [dataclasses.asdict(r)["seed"] for r in grid.runs] == [0, 1]
+
+
+def test_ood_metrics_are_collected_whatever_the_tpr(tmp_path):
+    path = write_grid(tmp_path, ood=True, metrics=["H", "ood.detectors.*.auroc"],
+                      set={**FAST, "ood.tpr": 0.9, "ood.detectors": ["knn", "energy"]})
+    assert grid_main([path]) == 0
+    run = tmp_path / "out" / "demo" / "default" / "seed0"
+    assert os.path.isfile(run / "ood.json")
+    summary = _read(tmp_path / "out" / "compare" / "summary.json")
+    assert summary["metrics"] == ["H", "ood.detectors.energy.auroc", "ood.detectors.knn.auroc"]
+    knn = _read(run / "ood.json")["detectors"]["knn"]
+    assert summary["rows"][0]["values"]["ood.detectors.knn.auroc"]["mean"] == \
+        pytest.approx(100 * knn["auroc"])
