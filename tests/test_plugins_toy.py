@@ -110,3 +110,20 @@ def test_toy_term_trains_from_a_recipe(tmp_path):
                        "--set", "train.epochs=2", "--set", "classifier.epochs=1"]) == 0
     history = json.load(open(out / "metrics.json"))["vae_history"]
     assert all("toy_code_norm" in r and r["weights"]["toy_code_norm"] == 0.1 for r in history)
+
+
+def test_grid_workers_need_only_the_plugins_a_run_uses(tmp_path, capsys):
+    """The toy term is registered here, not in hyperzsl-grid's worker processes: a grid
+    that leaves it off runs there; one that turns it on fails with the term named."""
+    import yaml
+
+    from hyperzsl.grid.cli import grid_main
+    fast = {"train.epochs": 2, "classifier.epochs": 1, "model.latent_dim": 4,
+            "model.image_hidden": [16, 16], "model.side_hidden": [16, 16]}
+    for name, extra, code in (("off", {}, 0),
+                              ("on", {"train.terms.toy_code_norm": {"enabled": True}}, 1)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"recipes": {"demo": DEMO}, "set": {**fast, **extra},
+                                        "retries": 0, "out": str(tmp_path / name)}))
+        assert grid_main([str(path)]) == code
+    assert "unknown recipe key 'train.terms.toy_code_norm'" in capsys.readouterr().out

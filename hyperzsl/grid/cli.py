@@ -32,8 +32,19 @@ def grid_main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true",
                    help="check and list the expanded runs, run nothing")
     args = p.parse_args(argv)
+    import signal
+
     from .worker import interrupt_on_signals
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     interrupt_on_signals()                   # SIGTERM stops the workers cleanly too
+    try:
+        return _run(args, load_grid, make_executor, run_grid, compare)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run(args, load_grid, make_executor, run_grid, compare) -> int:
     try:
         grid = load_grid(args.grid, args.out, _seed_arg(args.seeds))
         if args.retries is not None:

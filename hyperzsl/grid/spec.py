@@ -9,6 +9,7 @@ classifier stage (the stage is seeded on its own, so the numbers are those of a 
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -188,6 +189,18 @@ def _check_key(path: str, what: str, key: str, tree: dict) -> None:
         node = node[part]
 
 
+def portable(recipe: dict) -> dict:
+    """The recipe without loss terms left at their registered defaults: a worker process
+    fills in its own registered terms, and need not know plugins the driver imported
+    (a term a run turns on must of course be importable there)."""
+    from ..recipe import _terms_factory
+    defaults = {name: dataclasses.asdict(w) for name, w in _terms_factory().items()}
+    terms = recipe["train"]["terms"]
+    recipe["train"]["terms"] = {name: value for name, value in terms.items()
+                                if defaults.get(name) != value}
+    return recipe
+
+
 def _absolute_paths(recipe) -> None:
     """Data and OOD paths absolute, so that a worker in another folder (a Ray worker)
     finds them."""
@@ -319,7 +332,7 @@ def load_grid(path: str, out: str | None = None, seeds=None) -> Grid:
                             raise GridError(f"grid {path}: run {run_id}: {exc}") from None
                         _absolute_paths(recipe)
                         runs.append(RunSpec(run_id, base, variant, dict(point), label, block,
-                                            seed, recipe_to_dict(recipe),
+                                            seed, portable(recipe_to_dict(recipe)),
                                             os.path.join(out, *parts), ood))
     ids = [r.id for r in runs]
     dup = next((i for i in ids if ids.count(i) > 1), None)

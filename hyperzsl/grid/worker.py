@@ -23,6 +23,11 @@ from ..recipe import recipe_from_dict, recipe_identity, recipe_to_dict
 _read = report.read_json_if_present
 
 
+def schema(recipe: dict) -> dict:
+    """A recipe through this process's schema (its registered loss terms filled in)."""
+    return recipe_to_dict(recipe_from_dict(recipe))
+
+
 def saved_recipe(run_dir: str) -> dict | None:
     import yaml
     try:
@@ -44,9 +49,10 @@ def run_state(spec: dict) -> str:
     saved = saved_recipe(run_dir)
     if saved is None:
         return "partial"
-    if recipe_identity(saved) != recipe_identity(spec["recipe"]):
-        if spec["recipe"]["calibration"]["enabled"] and \
-                recipe_identity(saved, "calibration") == recipe_identity(spec["recipe"], "calibration"):
+    wanted = schema(spec["recipe"])
+    if recipe_identity(saved) != recipe_identity(wanted):
+        if wanted["calibration"]["enabled"] and \
+                recipe_identity(saved, "calibration") == recipe_identity(wanted, "calibration"):
             return "partial"             # its VAE is reusable; the calibration step reruns
         return "other"
     metrics = _read(os.path.join(run_dir, "metrics.json"))
@@ -104,7 +110,8 @@ def _train(spec: dict, device) -> str:
         info = _read(os.path.join(run_dir, "run.json")) or {}
         saved = saved_recipe(run_dir)
         if (not recipe.calibration.enabled and info.get("status") != "done" and saved
-                and recipe_identity(saved) == recipe_identity(spec["recipe"]) and _resumable(run_dir)):
+                and recipe_identity(saved) == recipe_identity(schema(spec["recipe"]))
+                and _resumable(run_dir)):
             print(f"grid: resuming {run_dir} from its last checkpoint", flush=True)
             resume_run(run_dir, device)
             how = "resumed"
