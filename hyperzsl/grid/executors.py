@@ -134,7 +134,9 @@ class RayExecutor:
             check_reachable(address)
             self._join(address)
         else:
-            ray.init(num_cpus=jobs, log_to_driver=False, include_dashboard=False)
+            # address="local": a new instance of our own, even beside a running cluster
+            ray.init(address="local", num_cpus=jobs, log_to_driver=False,
+                     include_dashboard=False)
         self.address = address or "local (started by hyperzsl-grid)"
         self.threads, self.device, self.resources = threads, device, resources
         self.remote = ray.remote(_ray_task).options(
