@@ -124,16 +124,10 @@ def run_grid(path: str, out: str | None = None, executor: str = "local", jobs: i
     """Run a grid file (as ``hyperzsl-grid``) and return its comparison (``compare``)."""
     from .compare import compare as _compare
     from .grid.driver import run_grid as _run
-    from .grid.executors import make_executor
+    from .grid.executors import grid_executor
     from .grid.spec import load_grid
     g = load_grid(path, out, seeds)
-    threads = max(1, int(g.resources["cpus"]))
-    state = os.path.join(g.out, ".tasks")
-    os.makedirs(state, exist_ok=True)
-    ex = make_executor(executor, jobs=jobs or max(1, (os.cpu_count() or 1) // threads),
-                       threads=threads, device=None, state_dir=state, address=address,
-                       resources=g.resources, retries=g.retries)
-    _run(g, ex)
+    _run(g, grid_executor(g, executor, jobs, address=address))
     return _compare([g.out], g.metrics)
 
 

@@ -20,12 +20,13 @@ import sys
 import time
 
 import torch
+import yaml
 from torch import Tensor, nn
 
 from . import report
 from .errors import RecipeError
 from .model import MultimodalVAE
-from .training import TrainingDiverged, make_optimizer
+from .training import TrainingDiverged, atomic_torch_save, make_optimizer
 
 
 class StackedLinear(nn.Module):
@@ -202,9 +203,6 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device)
                 "command": " ".join(sys.argv)}
         report.atomic_write_text(os.path.join(dirs[s], "recipe.yaml"), dump_recipe(r))
         report.write_json(os.path.join(dirs[s], "run.json"), info)
-        import yaml
-
-        from .training import atomic_torch_save
         atomic_torch_save({"model": model.state_dict(), "epoch": r.train.epochs,
                            "input_dims": prep.input_dims, "recipe": yaml.safe_load(dump_recipe(r)),
                            "history": histories[i], "code": info["code"]},

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..errors import HyperzslError
@@ -11,7 +10,7 @@ from ..errors import HyperzslError
 def grid_main(argv: list[str] | None = None) -> int:
     from ..compare import compare
     from .driver import run_grid
-    from .executors import make_executor
+    from .executors import grid_executor
     from .spec import load_grid
 
     p = argparse.ArgumentParser(
@@ -38,21 +37,19 @@ def grid_main(argv: list[str] | None = None) -> int:
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     interrupt_on_signals()                   # SIGTERM stops the workers cleanly too
     try:
-        return _run(args, load_grid, make_executor, run_grid, compare)
+        return _run(args, load_grid, grid_executor, run_grid, compare)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _run(args, load_grid, make_executor, run_grid, compare) -> int:
+def _run(args, load_grid, grid_executor, run_grid, compare) -> int:
     try:
         grid = load_grid(args.grid, args.out, _seed_arg(args.seeds))
         if args.retries is not None:
             if args.retries < 0:
                 raise HyperzslError(f"--retries must be >= 0, got {args.retries}")
             grid.retries = args.retries
-        threads = max(1, int(grid.resources["cpus"]))
-        jobs = args.jobs or max(1, (os.cpu_count() or 1) // threads)
         if args.dry_run:
             for task in grid.tasks:
                 for i, run in enumerate(task.runs):
@@ -60,9 +57,7 @@ def _run(args, load_grid, make_executor, run_grid, compare) -> int:
                     print(f"{run.id:60s} {how}")
             print(f"{len(grid.runs)} runs, {len(grid.tasks)} VAE trainings; out {grid.out}")
             return 0
-        executor = make_executor(args.executor, jobs=jobs, threads=threads, device=args.device,
-                                 state_dir=_state_dir(grid.out), address=args.address,
-                                 resources=grid.resources, retries=grid.retries)
+        executor = grid_executor(grid, args.executor, args.jobs, args.device, args.address)
         failed = run_grid(grid, executor)
         if failed < len(grid.runs):
             compare([grid.out], grid.metrics)
@@ -85,9 +80,3 @@ def _seed_arg(text: str | None):
         except ValueError:
             raise HyperzslError(f"--seeds {text!r}: expected 0-2, 0,3 or a count") from None
     return text
-
-
-def _state_dir(out: str) -> str:
-    path = os.path.join(out, ".tasks")
-    os.makedirs(path, exist_ok=True)
-    return path

@@ -181,6 +181,18 @@ class RayExecutor:
         self.ray.shutdown()
 
 
+def grid_executor(grid, kind: str = "local", jobs: int | None = None,
+                  device: str | None = None, address: str | None = None):
+    """The executor for a grid: ``jobs`` runs at a time (default: cores / the grid's
+    CPUs per run), each run with that many threads, task files in OUT/.tasks."""
+    threads = max(1, int(grid.resources["cpus"]))
+    state_dir = os.path.join(grid.out, ".tasks")
+    os.makedirs(state_dir, exist_ok=True)
+    return make_executor(kind, jobs=jobs or max(1, (os.cpu_count() or 1) // threads),
+                         threads=threads, device=device, state_dir=state_dir,
+                         address=address, resources=grid.resources, retries=grid.retries)
+
+
 def make_executor(kind: str, *, jobs: int, threads: int, device: str | None, state_dir: str,
                   address: str | None, resources: dict, retries: int):
     if kind == "local":
