@@ -131,9 +131,36 @@ class ClassifierData:
 def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor,
                           side: dict[str, Tensor], splits: dict, cfg, seen: Tensor,
                           unseen: Tensor, image: str = "image",
-                          test_codes: tuple | None = None) -> ClassifierData:
+                          test_codes: tuple | None = None,
+                          official_stream: bool = False) -> ClassifierData:
     """Sample latent training data per class and encode the test images (or take
-    ``test_codes`` = (z_seen, y_seen, z_unseen, y_unseen) already encoded)."""
+    ``test_codes`` = (z_seen, y_seen, z_unseen, y_unseen) already encoded).
+    ``official_stream``: draw from the random stream as the official code does, one
+    epsilon draw for all seen image rows, then one for all shot rows, then one for all
+    unseen side rows (and no extra generator for ``first_n``), so that a model trained
+    with ``train.numerics: official`` gets the official latents bit for bit."""
+    if official_stream:
+        zs, ys = _official_order_samples(model, features, labels, side, splits, cfg, seen,
+                                         unseen, image)
+    else:
+        zs, ys = _per_class_samples(model, features, labels, side, splits, cfg, seen,
+                                    unseen, image)
+    if test_codes is not None:
+        return ClassifierData(torch.cat(zs), torch.cat(ys), *test_codes)
+    ts = torch.as_tensor(splits["test_seen"], device=features.device)
+    tu = torch.as_tensor(splits["test_unseen"], device=features.device)
+    return ClassifierData(torch.cat(zs), torch.cat(ys),
+                          model.codes(image, features[ts]), labels[ts],
+                          model.codes(image, features[tu]), labels[tu])
+
+
+def _side_budget(cfg, names: list[str], few_shot: bool) -> list[int]:
+    """Per-class side samples of each side information (they share the budget)."""
+    n_side = cfg.unseen_samples_few_shot if few_shot else cfg.unseen_samples
+    return [n_side // len(names) + (i < n_side % len(names)) for i in range(len(names))]
+
+
+def _per_class_samples(model, features, labels, side, splits, cfg, seen, unseen, image):
     gen = torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
     zs, ys = [], []
     trainval = torch.as_tensor(splits["trainval"], device=features.device)
@@ -143,11 +170,10 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
         zs.append(model.samples(image, features[rows]))
         ys.append(torch.full((rows.numel(),), c, device=features.device))
     few_shot = "shots" in splits
-    n_side = cfg.unseen_samples_few_shot if few_shot else cfg.unseen_samples
     names = list(side)
+    budget = _side_budget(cfg, names, few_shot)
     for c in unseen.tolist():
-        for i, name in enumerate(names):  # several side infos share the per-class budget
-            n = n_side // len(names) + (i < n_side % len(names))
+        for name, n in zip(names, budget):
             zs.append(model.samples(name, side[name][c].expand(n, -1),
                                     spread=cfg.unseen_spread))
             ys.append(torch.full((n,), c, device=features.device))
@@ -157,13 +183,55 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
             rows = select_rows(rows, cfg.shot_samples, cfg.sampling, gen)
             zs.append(model.samples(image, features[rows]))
             ys.append(torch.full((rows.numel(),), c, device=features.device))
-    if test_codes is not None:
-        return ClassifierData(torch.cat(zs), torch.cat(ys), *test_codes)
-    ts = torch.as_tensor(splits["test_seen"], device=features.device)
-    tu = torch.as_tensor(splits["test_unseen"], device=features.device)
-    return ClassifierData(torch.cat(zs), torch.cat(ys),
-                          model.codes(image, features[ts]), labels[ts],
-                          model.codes(image, features[tu]), labels[tu])
+    return zs, ys
+
+
+def _official_order_samples(model, features, labels, side, splits, cfg, seen, unseen, image):
+    gen = (torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
+           if cfg.sampling != "first_n" else None)
+    dev = features.device
+
+    def image_block(rows_key: str, classes: Tensor, n: int):
+        pool = torch.as_tensor(splits[rows_key], device=dev)
+        rows = [select_rows(pool[labels[pool] == c], n, cfg.sampling, gen)
+                for c in classes.tolist()]
+        y = torch.cat([torch.full((r.numel(),), c, device=dev)
+                       for r, c in zip(rows, classes.tolist())])
+        rows = torch.cat(rows)
+        return model.samples(image, features[rows], batch_size=max(1, rows.numel())), y
+
+    zs, ys = [], []
+    if seen.numel():
+        z, y = image_block("trainval", seen, cfg.seen_samples)
+        zs.append(z), ys.append(y)
+    if "shots" in splits and unseen.numel():
+        z, y = image_block("shots", unseen, cfg.shot_samples)
+        zs.append(z), ys.append(y)
+    names = list(side)
+    for name, n in zip(names, _side_budget(cfg, names, "shots" in splits)):
+        if n and unseen.numel():
+            classes = unseen.to(dev)
+            x = side[name][classes].repeat_interleave(n, dim=0)
+            zs.append(model.samples(name, x, batch_size=x.shape[0], spread=cfg.unseen_spread))
+            ys.append(classes.repeat_interleave(n))
+    return zs, ys
+
+
+def official_permutation(epoch: int, n: int) -> Tensor:
+    """An epoch's row order as the official classifier's ``DataLoader(shuffle=True)``
+    draws it: the loader's worker base seed, then the sampler's seed from the global
+    stream, then a permutation from a fresh generator seeded with the latter."""
+    torch.empty((), dtype=torch.int64).random_()          # the loader's base seed
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def new_classifier(dim: int, num_outputs: int, device) -> nn.Linear:
+    """The stage's linear layer: torch's default initialisation, then Xavier (gain 0.5)
+    with zero bias, drawing from the random stream as the official code does."""
+    clf = nn.Linear(dim, num_outputs).to(device)
+    xavier_init(clf)
+    return clf
 
 
 def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
@@ -175,10 +243,8 @@ def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
     ``clf`` (a freshly initialised layer) and ``permutation(epoch, n)`` (the row order of
     an epoch) let tools/trace_official.py feed the official code's initial weights and
     batch order; by default the layer is Xavier-initialised and rows are shuffled."""
-    dim = data.train_z.shape[1]
     if clf is None:
-        clf = nn.Linear(dim, num_outputs).to(data.train_z.device)
-        xavier_init(clf)
+        clf = new_classifier(data.train_z.shape[1], num_outputs, data.train_z.device)
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     y = data.train_y if label_map is None else label_map[data.train_y]
     n, bs = data.train_z.shape[0], cfg.batch_size

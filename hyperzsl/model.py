@@ -28,16 +28,31 @@ def xavier_init(linear: nn.Linear, blocks: Sequence[int] | None = None) -> None:
 
 
 class Encoder(nn.Module):
-    def __init__(self, in_dim: int, hidden: int, family: LatentFamily):
+    """``split_head``: compute the head as one GEMM per block (mu, logvar), as the official
+    code's two head layers do, so that the outputs equal theirs bit for bit
+    (``train.numerics: official``); the weights are the same either way."""
+
+    def __init__(self, in_dim: int, hidden: int, family: LatentFamily,
+                 split_head: bool = False):
         super().__init__()
         self.hidden = nn.Linear(in_dim, hidden)
         self.head = nn.Linear(hidden, family.head_size())
+        self.blocks = tuple(family.head_blocks()) if split_head else None
         xavier_init(self.hidden)
         xavier_init(self.head, family.head_blocks())
         family.init_head(self.head)
 
+    def head_outputs(self, x: Tensor) -> list[Tensor]:
+        """The head's output blocks, one GEMM each (or one block when not split)."""
+        h = torch.relu(self.hidden(x))
+        if self.blocks is None:
+            return [self.head(h)]
+        return [nn.functional.linear(h, w, b) for w, b in
+                zip(self.head.weight.split(self.blocks), self.head.bias.split(self.blocks))]
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(torch.relu(self.hidden(x)))
+        outs = self.head_outputs(x)
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
 
 
 class Decoder(nn.Module):
@@ -56,18 +71,23 @@ class MultimodalVAE(nn.Module):
     """``input_dims``: modality name -> input width; ``hidden``: modality name ->
     (encoder hidden, decoder hidden). ``num_classes`` adds ``latent_classifier``, the
     linear softmax layer over latents that the ``classification`` loss term trains (the
-    boundary-based model of Chen et al., ECCV 2020); it is shared by all modalities."""
+    boundary-based model of Chen et al., ECCV 2020); it is shared by all modalities.
+    ``split_heads``: see :class:`Encoder`."""
 
     def __init__(self, input_dims: Mapping[str, int], hidden: Mapping[str, Sequence[int]],
-                 family: LatentFamily, num_classes: int | None = None):
+                 family: LatentFamily, num_classes: int | None = None,
+                 split_heads: bool = False):
         super().__init__()
         self.family = family
         self.input_dims = dict(input_dims)
         self.encoders = nn.ModuleDict({
-            m: Encoder(d, hidden[m][0], family) for m, d in input_dims.items()})
+            m: Encoder(d, hidden[m][0], family, split_heads) for m, d in input_dims.items()})
         self.decoders = nn.ModuleDict({
             m: Decoder(family.latent_dim, hidden[m][1], d) for m, d in input_dims.items()})
         self.latent_classifier = None
+        # torch's random state when VAE training ended (runs.train_run, runs.load_run):
+        # where the official code's classifier stage continues its one random stream
+        self.rng_after_training: Tensor | None = None
         if num_classes is not None:
             self.latent_classifier = nn.Linear(family.latent_dim, num_classes)
             xavier_init(self.latent_classifier)

@@ -25,6 +25,7 @@ from .gzsl import PAPER_CLASSIFIER_EPOCHS, per_class_accuracy, transfer_shots, v
 from .latent import build_family
 from .model import MultimodalVAE
 from .objective import LOSS_TERMS, Objective, Warmup
+from .official_order import OfficialOrderObjective
 from .recipe import Recipe
 from .stage import Gate, StageInputs, build_strategy, gzsl_metrics
 
@@ -76,6 +77,11 @@ def select_device(name: str) -> torch.device:
         raise RecipeError(f"device: {exc}") from exc
 
 
+def scaling_arithmetic(recipe: Recipe) -> str:
+    """Official numerics scale features as the official code's scikit-learn scaler does."""
+    return "official" if recipe.train.numerics == "official" else "fast"
+
+
 def build_model(recipe: Recipe, input_dims: dict[str, int],
                 num_classes: int | None = None) -> MultimodalVAE:
     """The model a recipe describes; ``num_classes`` is needed (and used) only when the
@@ -89,7 +95,8 @@ def build_model(recipe: Recipe, input_dims: dict[str, int],
         num_classes = None
     elif num_classes is None:
         raise RecipeError(f"train.terms.{needs[0]} needs the number of classes")
-    return MultimodalVAE(input_dims, hidden, family, num_classes)
+    return MultimodalVAE(input_dims, hidden, family, num_classes,
+                         split_heads=recipe.train.numerics == "official")
 
 
 def build_objective(recipe: Recipe) -> Objective:
@@ -98,7 +105,8 @@ def build_objective(recipe: Recipe) -> Objective:
     for name, w in terms.items():
         if w.enabled:
             weights[name] = Warmup(w.max, w.start, w.end)
-    return Objective(weights, loss=recipe.train.loss, reduction=recipe.train.reduction)
+    kind = OfficialOrderObjective if recipe.train.numerics == "official" else Objective
+    return kind(weights, loss=recipe.train.loss, reduction=recipe.train.reduction)
 
 
 def classifier_epochs(recipe: Recipe) -> int:
@@ -154,7 +162,7 @@ def load_ood_sets(recipe: Recipe, fs: FeatureSet) -> dict[str, np.ndarray]:
     out = {}
     for s in recipe.ood.sets:
         x = load_ood_features(resolve_path(recipe, s.path), fs.features.shape[1], s.name)
-        out[s.name] = scale_new_rows(fs, recipe.data.scaling, x)
+        out[s.name] = scale_new_rows(fs, recipe.data.scaling, x, scaling_arithmetic(recipe))
     return out
 
 
@@ -175,7 +183,7 @@ def prepare(recipe: Recipe, device: torch.device, load_ood: bool = True) -> Prep
     ood = load_ood_sets(recipe, fs) if load_ood else {}
     seed = recipe.protocol.shots_seed if recipe.protocol.shots_seed is not None else recipe.seed
     splits = transfer_shots(fs.splits, fs.labels, recipe.protocol.shots, seed)
-    x = scale_features(fs, recipe.data.scaling)
+    x = scale_features(fs, recipe.data.scaling, scaling_arithmetic(recipe))
     return Prepared(fs, splits, torch.as_tensor(x, device=device),
                     torch.as_tensor(fs.labels, device=device),
                     {k: torch.as_tensor(v, device=device) for k, v in fs.side_info.items()},
@@ -218,10 +226,17 @@ def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float
 
 
 def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
-    """The recipe's strategy fitted on its split (seeded independently of VAE training, so
-    that ``hyperzsl-eval`` on a saved run reproduces the numbers ``hyperzsl-train``
-    printed). Returns (strategy, per-epoch history, codes)."""
-    torch.manual_seed(recipe.seed + 1)
+    """The recipe's strategy fitted on its split. It is seeded independently of VAE
+    training, so that ``hyperzsl-eval`` on a saved run reproduces the numbers
+    ``hyperzsl-train`` printed. With ``train.numerics: official`` it instead continues the
+    random stream where VAE training left it, as the official code does (the state is in
+    the checkpoint, so eval still reproduces the run). Returns (strategy, per-epoch
+    history, codes)."""
+    official = recipe.train.numerics == "official" and model.rng_after_training is not None
+    if official:
+        torch.set_rng_state(model.rng_after_training)
+    else:
+        torch.manual_seed(recipe.seed + 1)
     model.eval()
     codes = codes or test_codes(model, prep)
     seen, unseen = stage_classes(prep)
@@ -229,7 +244,7 @@ def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
     cfg = recipe.classifier
     strategy = build_strategy(cfg.strategy, cfg.strategy_options)
     history = strategy.fit(StageInputs(model, prep, prep.splits, cfg, seen, unseen, zsl,
-                                       classifier_epochs(recipe), IMAGE), codes)
+                                       classifier_epochs(recipe), IMAGE, official), codes)
     return strategy, history, codes
 
 

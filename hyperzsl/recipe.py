@@ -127,7 +127,12 @@ class TrainConfig:
     terms: Terms = field(default_factory=_terms_factory)
     checkpoint_every: int = 10
     log_every: int = 1
-    fused_optimizer: bool = True   # false: Adam's per-tensor loop, as the official code runs
+    # official: the official trainstep's float arithmetic op for op (hyperzsl.official_order);
+    # fast: the generic objective. Default: official in faithful mode where it applies.
+    numerics: Optional[Literal["official", "fast"]] = None
+    # Adam's fused kernel; false: the per-tensor loop the official code runs (default:
+    # false with numerics official, else true)
+    fused_optimizer: Optional[bool] = None
 
 
 @dataclass
@@ -236,8 +241,8 @@ class Recipe:
 
 
 MODE_SWITCHES = {
-    "faithful": {"train.batching": "random_subsets", "classifier.sampling": "first_n"},
-    "clean": {"train.batching": "random_subsets", "classifier.sampling": "random"},
+    "faithful": {"classifier.sampling": "first_n"},
+    "clean": {"classifier.sampling": "random"},
 }
 
 
@@ -463,9 +468,33 @@ def resolve(recipe: Recipe) -> Recipe:
         raise RecipeError("data.side_info must name at least one side information")
     _check_ood(recipe)
     _check_stage(recipe)
+    _resolve_numerics(recipe)
     from .latent import family_class
     family_class(m.family)  # unknown family -> named error now, not after loading data
     return recipe
+
+
+def _resolve_numerics(recipe: Recipe) -> None:
+    """train.numerics, and the optimiser and batch stream that go with it: the official
+    arithmetic runs the per-tensor Adam loop and draws each batch just before its step, as
+    the official code does."""
+    from .official_order import official_blockers
+    t = recipe.train
+    blockers = official_blockers(recipe)
+    if t.numerics is None:
+        t.numerics = "official" if recipe.mode == "faithful" and not blockers else "fast"
+    elif t.numerics == "official" and blockers:
+        raise RecipeError(f"train.numerics: official (the official code's arithmetic) "
+                          f"{blockers[0]}; use train.numerics: fast")
+    official = t.numerics == "official"
+    if t.fused_optimizer is None:
+        t.fused_optimizer = not official
+    elif t.fused_optimizer and official:
+        raise RecipeError("train.fused_optimizer: true contradicts train.numerics: official "
+                          "(the official code runs Adam's per-tensor loop); leave "
+                          "fused_optimizer out or set numerics: fast")
+    if t.batching is None:
+        t.batching = "random_subsets_stepwise" if official else "random_subsets"
 
 
 def _check_ood(recipe: Recipe) -> None:

@@ -53,6 +53,10 @@ def check_stackable(recipe) -> None:
     if "classification" in on:
         raise RecipeError("--seeds (stacked replicas): train.terms.classification cannot be "
                           "stacked yet; train the seeds as separate runs")
+    if recipe.train.numerics == "official":
+        raise RecipeError("--seeds (stacked replicas): train.numerics official does the "
+                          "official code's arithmetic per run and cannot be stacked; set "
+                          "train.numerics: fast, or train the seeds through hyperzsl-grid")
     if recipe.train.batching == "random_subsets_stepwise":
         raise RecipeError("--seeds (stacked replicas): train.batching "
                           "random_subsets_stepwise follows one random stream; use "

@@ -169,6 +169,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
         log.close()
         raise
     train_seconds = time.perf_counter() - t0
+    model.rng_after_training = torch.get_rng_state()
     log(f"VAE trained in {train_seconds:.1f} s")
     metrics, _ = run_classifier_stage(recipe, model, prep, log)
     metrics.update(vae_history=history, train_seconds=train_seconds, seed=recipe.seed,
@@ -258,4 +259,6 @@ def load_run(run_dir: str, overrides: list[str] | None = None,
                             f"checkpoint's {ckpt['input_dims']}")
     model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
     model.load_state_dict(ckpt["model"])
+    if "rng" in ckpt:
+        model.rng_after_training = ckpt["rng"]["torch"]
     return recipe, model, prep, ckpt["epoch"]

@@ -24,7 +24,14 @@ import torch
 from torch import Tensor
 
 from .errors import RecipeError
-from .gzsl import build_classifier_data, harmonic_mean, per_class_accuracy, train_classifier
+from .gzsl import (
+    build_classifier_data,
+    harmonic_mean,
+    new_classifier,
+    official_permutation,
+    per_class_accuracy,
+    train_classifier,
+)
 from .registry import Registry, check_options
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("classifier strategy")
@@ -72,6 +79,7 @@ class StageInputs:
     zsl: bool
     epochs: int
     image: str = "image"
+    official_stream: bool = False   # train.numerics official: the official random stream
 
 
 class Strategy(abc.ABC):
@@ -109,9 +117,6 @@ class SoftmaxStrategy(Strategy):
     def fit(self, inputs, test_codes):
         i = inputs
         p = i.prep
-        data = build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
-                                     i.seen[:0] if i.zsl else i.seen, i.unseen, i.image,
-                                     test_codes)
         self.num_classes = p.fs.num_classes
         self.label_map = None
         n_out = self.num_classes
@@ -120,8 +125,16 @@ class SoftmaxStrategy(Strategy):
             self.label_map[i.unseen.to(p.device)] = torch.arange(len(i.unseen), device=p.device)
             self.unseen = i.unseen.to(p.device)
             n_out = len(i.unseen)
+        clf = None
+        if i.official_stream:     # the official code builds its classifier before sampling
+            clf = new_classifier(i.model.family.latent_dim, n_out, p.device)
+        data = build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
+                                     i.seen[:0] if i.zsl else i.seen, i.unseen, i.image,
+                                     test_codes, official_stream=i.official_stream)
         with torch.enable_grad():
-            self.clf, history = train_classifier(data, n_out, i.cfg, i.epochs, self.label_map)
+            self.clf, history = train_classifier(
+                data, n_out, i.cfg, i.epochs, self.label_map, clf=clf,
+                permutation=official_permutation if i.official_stream else None)
         self.samples = int(data.train_z.shape[0])
         return history
 

@@ -2,8 +2,9 @@
 checkpointed atomically, with per-epoch progress and divergence detection.
 
 An "epoch" is ceil(N / batch_size) optimiser steps. With ``random_subsets`` (official
-code) every step takes a fresh ``randperm(N)[:batch_size]``; ``shuffled_epochs`` makes
-each epoch one shuffled pass over the data.
+code) every step takes a fresh ``randperm(N)[:batch_size]`` (``random_subsets_stepwise``:
+each drawn just before its step, the official order of the random stream);
+``shuffled_epochs`` makes each epoch one shuffled pass over the data.
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def atomic_torch_save(obj, path: str) -> None:
 
 
 def make_optimizer(model: MultimodalVAE, cfg) -> torch.optim.Optimizer:
-    """Adam (AMSGrad in the official code). The fused kernel (``train.fused_optimizer``,
-    default on; off: the per-tensor loop the official code runs) is the same update in one
-    pass over the parameters, ~1.7x faster per VAE step on CPU (tools/bench_train.py)."""
+    """Adam (AMSGrad in the official code). The fused kernel (``train.fused_optimizer``;
+    off with ``train.numerics: official``, which runs the official code's per-tensor loop
+    for bit-equal updates) is the same update in one pass over the parameters, faster
+    but rounded differently (tools/bench_train.py)."""
     params = list(model.parameters())
     fused = cfg.fused_optimizer and all(p.device.type in ("cpu", "cuda") and
                                         p.is_floating_point() for p in params)

@@ -28,7 +28,7 @@ def _queue_noise(monkeypatch, queue):
 
 def test_replica_losses_and_gradients_equal_single_models(monkeypatch):
     recipe = load_recipe(DEMO, ["model.latent_dim=6", "model.image_hidden=[24, 20]",
-                                "model.side_hidden=[16, 12]"])
+                                "model.side_hidden=[16, 12]", "train.numerics=fast"])
     dims, k, b = {"image": 30, "att": 9}, 3, 7
     models = []
     for seed in range(k):
@@ -107,6 +107,7 @@ def test_replicas_match_single_runs_statistically(tmp_path):
     (["--set", "model.family=vmf"], "latent family 'vmf' cannot be stacked"),
     (["--set", "train.terms.classification.enabled=true"], "classification cannot be stacked"),
     (["--set", "train.batching=random_subsets_stepwise"], "random_subsets_stepwise"),
+    (["--set", "train.numerics=official"], "train.numerics official"),
 ])
 def test_what_cannot_stack_is_refused_before_training(tmp_path, capsys, args, message):
     out = tmp_path / "rep"
