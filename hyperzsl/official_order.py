@@ -9,7 +9,7 @@ trajectory within one epoch, and a reproduction can then be compared with the of
 code only statistically. What the official step does and the generic objective does not:
 
 - the mu and logvar heads are two GEMMs (here: two slices of the one head weight);
-- sigma = exp(logvar), one epsilon per sample, drawn image first, then side information;
+- the family's faithful sampler (sigma = exp(logvar), one epsilon per sample), image first;
 - the alignment's standard deviations are ``sqrt(exp(logvar))``, not ``exp(logvar / 2)``;
 - every term is one sum over batch and dimensions, assembled as
   ``rec - beta * KLD (+ gamma * cross) (+ delta * distance)`` with float32 weights.
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import RecipeError
+from .latent.gaussian import DiagonalGaussian
 from .objective import Objective
 
 OFFICIAL_TERMS = ("kl", "cross_reconstruction", "alignment")
@@ -73,13 +74,6 @@ class OfficialOrderObjective(Objective):
                               "split_heads (pipeline.build_model does this)")
         return outs[0], outs[1]
 
-    @staticmethod
-    def _reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
-        sigma = torch.exp(logvar)
-        eps = torch.empty(logvar.shape[0], 1, dtype=logvar.dtype,
-                          device=logvar.device).normal_(0, 1)
-        return mu + sigma * eps.expand(sigma.size())
-
     def __call__(self, model, batch: Mapping[str, Tensor], epoch: int,
                  labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         if next(iter(batch.values())).dim() != 2 or len(batch) != 2:
@@ -91,9 +85,9 @@ class OfficialOrderObjective(Objective):
         crit = self._criterion
 
         mu_img, logvar_img = self._encode(model, img_name, img)
-        z_from_img = self._reparameterize(mu_img, logvar_img)
+        z_from_img = model.family.sample(DiagonalGaussian(mu_img, logvar_img))
         mu_att, logvar_att = self._encode(model, att_name, att)
-        z_from_att = self._reparameterize(mu_att, logvar_att)
+        z_from_att = model.family.sample(DiagonalGaussian(mu_att, logvar_att))
 
         img_from_img = model.decode(img_name, z_from_img)
         att_from_att = model.decode(att_name, z_from_att)
