@@ -10,7 +10,7 @@ On CPU it also compares 1 intra-op thread with all cores, and stacked replicas
 runs in two processes at the same time (one thread each): the way two seeds share 2 cores
 without stacking. On CUDA (when present) it times the GPU path and stacked K = 1, 4, 16.
 
-    python tools/bench_train.py [--steps 40] [--device cpu|cuda|all]
+    python tools/bench_train.py [--steps 40] [--rounds 5] [--device cpu|cuda|all]
 """
 from __future__ import annotations
 
@@ -114,6 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description="VAE training speed, CUB-shaped")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds of two single runs against stacked K=2 (CPU)")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, "
           f"{args.steps} timed steps per configuration (medians)")
@@ -128,13 +130,23 @@ def main() -> None:
             report(f"cpu, {threads} thread(s), numerics fast",
                    time_steps(cpu, "fast", args.steps, data), base)
         torch.set_num_threads(cores)
-        # two seeds on this machine: two processes at once, or one stacked process
-        pair = two_single_runs_at_once(args.steps)
+        # two seeds on this machine: two processes at once, or one stacked process,
+        # interleaved over rounds so that both see the same machine load
+        pairs, stacked2, ratios = [], [], []
+        for _ in range(args.rounds):
+            pairs.append(two_single_runs_at_once(args.steps))
+            stacked2.append(time_stacked(cpu, 2, args.steps, data))
+            ratios.append(pairs[-1] / stacked2[-1])
+        pair = statistics.median(pairs)
         report("cpu, two single runs at once (per step, each)", pair, None)
-        for k in (1, 2, 4):
+        report(f"cpu, stacked K=2, {cores} threads (per replica-step)",
+               statistics.median(stacked2) / 2, pair / 2)
+        for k in (1, 4):
             sec = time_stacked(cpu, k, args.steps, data)
             report(f"cpu, stacked K={k}, {cores} threads (per replica-step)", sec / k, pair / 2)
         print("  (ratios: against the pair's throughput, i.e. two replica-steps per pair step)")
+        print(f"  stacked K=2 against the pair, per round ({args.rounds} interleaved): "
+              f"x{statistics.median(ratios):.2f} median, x{min(ratios):.2f}..x{max(ratios):.2f}")
     if args.device in ("cuda", "all"):
         if not torch.cuda.is_available():
             print("cuda: skipped (no CUDA device on this machine)")
