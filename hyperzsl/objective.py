@@ -183,19 +183,23 @@ class Objective:
     def weights_at(self, epoch: int) -> dict[str, float]:
         return {name: w(epoch) for name, w in self.weights.items()}
 
-    def __call__(self, model: MultimodalVAE, batch: Mapping[str, Tensor], epoch: int,
-                 labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def __call__(self, model: MultimodalVAE, batch: Mapping[str, Tensor], epoch: int | None,
+                 labels: Tensor | None = None, weights: Mapping[str, Tensor] | None = None
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and its unweighted parts (detached), for one batch of aligned rows
         (row i of every modality describes the same sample, of class ``labels[i]``;
-        labels are needed only by terms that use them)."""
-        w = self.weights_at(epoch)
+        labels are needed only by terms that use them). ``weights``: device scalars
+        instead of ``epoch``'s weights (a captured step); every term on is then computed,
+        those at weight 0 included."""
+        static = weights is not None
+        w = weights if static else self.weights_at(epoch)
         posts = {m: model.encode(m, x) for m, x in batch.items()}
         replicated = next(iter(batch.values())).dim() == 3
         ctx = TermContext(model, batch, posts, SampledLatents(
             model.family, posts, lambda t: total_over_batch(t, replicated)), labels, self.loss)
         parts = {"reconstruction": sum(ctx.reconstruct(m, m) for m in batch)}
         for name, term in self.terms.items():
-            if w[name] > 0:
+            if static or w[name] > 0:
                 parts[name] = term(ctx)
         total = parts["reconstruction"]
         for name, value in parts.items():

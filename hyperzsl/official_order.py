@@ -75,7 +75,10 @@ class OfficialOrderObjective(Objective):
         return outs[0], outs[1]
 
     def __call__(self, model, batch: Mapping[str, Tensor], epoch: int,
-                 labels: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+                 labels: Tensor | None = None, weights=None) -> tuple[Tensor, dict[str, Tensor]]:
+        if weights is not None:
+            raise RecipeError("train.numerics: official cannot run as a captured step "
+                              "(train.capture); set train.numerics: fast")
         if next(iter(batch.values())).dim() != 2 or len(batch) != 2:
             raise RecipeError("train.numerics: official takes one unstacked batch of two "
                               "modalities (image first)")

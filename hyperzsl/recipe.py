@@ -133,6 +133,9 @@ class TrainConfig:
     # Adam's fused kernel; false: the per-tensor loop the official code runs (default:
     # false with numerics official, else true)
     fused_optimizer: Optional[bool] = None
+    # Replay the training step as a CUDA graph (hyperzsl.captured); needs CUDA and
+    # numerics fast. Default: eager (opt-in until measured on a GPU).
+    capture: Optional[bool] = None
 
 
 @dataclass
@@ -470,23 +473,33 @@ def resolve(recipe: Recipe) -> Recipe:
     _check_stage(recipe)
     _resolve_numerics(recipe)
     from .latent import family_class
-    family_class(m.family)  # unknown family -> named error now, not after loading data
+    family = family_class(m.family)  # unknown family -> named error now, not after loading data
+    if recipe.train.capture and "sync_free" in family.options:
+        if m.family_options.get("sync_free") is False:
+            raise RecipeError("train.capture: true needs the family's sync-free sampler; "
+                              "leave model.family_options.sync_free out or set it true")
+        m.family_options["sync_free"] = True      # a captured step cannot wait on the host
     return recipe
 
 
 def _resolve_numerics(recipe: Recipe) -> None:
     """train.numerics, and the optimiser and batch stream that go with it: the official
     arithmetic runs the per-tensor Adam loop and draws each batch just before its step, as
-    the official code does."""
+    the official code does (so it cannot be a captured step, train.capture)."""
     from .official_order import official_blockers
     t = recipe.train
     blockers = official_blockers(recipe)
-    if t.numerics is None:
-        t.numerics = "official" if recipe.mode == "faithful" and not blockers else "fast"
+    if t.numerics is None:        # a captured step cannot follow the official stream
+        t.numerics = ("official" if recipe.mode == "faithful" and not blockers
+                      and not t.capture else "fast")
     elif t.numerics == "official" and blockers:
         raise RecipeError(f"train.numerics: official (the official code's arithmetic) "
                           f"{blockers[0]}; use train.numerics: fast")
     official = t.numerics == "official"
+    if t.capture and official:
+        raise RecipeError("train.capture: true contradicts train.numerics: official (the "
+                          "official stream draws every batch between steps, which a "
+                          "replayed graph cannot); set train.numerics: fast")
     if t.fused_optimizer is None:
         t.fused_optimizer = not official
     elif t.fused_optimizer and official:
@@ -495,6 +508,9 @@ def _resolve_numerics(recipe: Recipe) -> None:
                           "fused_optimizer out or set numerics: fast")
     if t.batching is None:
         t.batching = "random_subsets_stepwise" if official else "random_subsets"
+    if t.capture and t.batching == "random_subsets_stepwise":
+        raise RecipeError("train.capture: true with train.batching random_subsets_stepwise "
+                          "(drawn between steps); use random_subsets or shuffled_epochs")
 
 
 def _check_ood(recipe: Recipe) -> None:

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from . import report
+from .captured import resolve_capture
 from .errors import HyperzslError
 from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
 from .recipe import Recipe, dump_recipe, recipe_from_dict
@@ -97,6 +98,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
         raise HyperzslError(f"run folder {run_dir} exists and is not empty; pass another "
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
+    capture, capture_why = resolve_capture(recipe, device)     # before any data is read
     pin_paths(recipe)
     prep = prepare(recipe, device)          # all data errors surface before any writing
     model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
@@ -106,7 +108,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     info = {"status": "training", "seed": recipe.seed, "mode": recipe.mode,
             "device": str(device), "family": model.family.describe(),
             "data": prep.fs.summary(), "environment": report.environment(),
-            "code": code_fingerprint(),
+            "code": code_fingerprint(), "training_step": capture_why,
             "started": _dt.datetime.now().isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
     if resume is not None:
@@ -130,8 +132,9 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
             f"validation-based tuning)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, modalities {model.modalities}")
+    log(f"training step: {capture_why}")
 
-    optimizer = make_optimizer(model, recipe.train)
+    optimizer = make_optimizer(model, recipe.train, capturable=capture)
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
     trainval = torch.as_tensor(prep.splits["trainval"], device=device)
     history: list[dict] = []
@@ -157,7 +160,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     try:
         fit(model, objective, prep.features[trainval], prep.labels[trainval], prep.side,
             recipe.train, optimizer, start_epoch=start, image=IMAGE, on_epoch=checkpoint,
-            log=log)
+            log=log, capture=capture)
     except (KeyboardInterrupt, HyperzslError) as exc:
         done = torch.load(ckpt_path, weights_only=False)["epoch"] if os.path.exists(
             ckpt_path) else 0

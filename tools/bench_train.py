@@ -8,7 +8,8 @@ step (``train.numerics: fast``: one head GEMM, fused Adam), plus the ratio.
 On CPU it also compares 1 intra-op thread with all cores, and stacked replicas
 (``hyperzsl-train --seeds``, K = 1, 2, 4 in one process on all cores) against two single
 runs in two processes at the same time (one thread each): the way two seeds share 2 cores
-without stacking. On CUDA (when present) it times the GPU path and stacked K = 1, 4, 16.
+without stacking. On CUDA (when present) it times the eager and the captured step
+(``train.capture``), and stacked K = 1, 4, 16, eager and captured.
 
     python tools/bench_train.py [--steps 40] [--rounds 5] [--device cpu|cuda|all]
 """
@@ -21,6 +22,7 @@ import time
 
 import torch
 
+from hyperzsl.captured import StaticStep
 from hyperzsl.data import make_synthetic, scale_features
 from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import recipe_from_dict
@@ -91,6 +93,33 @@ def time_stacked(device, k: int, steps: int, data) -> float:
     return statistics.median(times)
 
 
+def time_captured(device, k: int | None, steps: int, data) -> float:
+    """Median seconds per replayed step of the captured step (``train.capture``; k: that
+    many stacked replicas, None: one model), batch indices drawn on the device."""
+    recipe = recipe_from_dict({"mode": "faithful", "train": {"capture": True}})
+    x, y, att = data
+    models = []
+    for seed in range(k or 1):
+        torch.manual_seed(seed)
+        models.append(build_model(recipe, {"image": x.shape[1], "att": att.shape[1]}))
+    model = (stack_models(models) if k else models[0]).to(device)
+    objective = build_objective(recipe)
+    opt = make_optimizer(model, recipe.train, capturable=True)
+    step = StaticStep(model, objective, opt, x, y, {"att": att}, "image",
+                      (k, BATCH) if k else (BATCH,))
+    step.start_epoch(99)
+    times = []
+    for i in range(steps + 5):          # the first steps warm up, then capture
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        rows = torch.rand(k or 1, x.shape[0], device=device).argsort(dim=1)[:, :BATCH]
+        step.run(rows if k else rows[0], capture=True)
+        torch.cuda.synchronize()
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _single_in_process(steps: int) -> float:
     torch.set_num_threads(1)
     return time_steps(torch.device("cpu"), "fast", steps, cub_shaped(torch.device("cpu")))
@@ -155,10 +184,15 @@ def main() -> None:
         data = cub_shaped(gpu)
         base = time_steps(gpu, "official", args.steps, data)
         report(f"cuda ({torch.cuda.get_device_name()}), numerics official", base, None)
-        report("cuda, numerics fast", time_steps(gpu, "fast", args.steps, data), base)
+        report("cuda, numerics fast (eager)", time_steps(gpu, "fast", args.steps, data), base)
+        report("cuda, numerics fast, captured", time_captured(gpu, None, args.steps, data), base)
         for k in (1, 4, 16):
             sec = time_stacked(gpu, k, args.steps, data)
-            report(f"cuda, stacked K={k} (per replica-step)", sec / k, base)
+            report(f"cuda, stacked K={k}, eager (per replica-step)", sec / k, base)
+            sec = time_captured(gpu, k, args.steps, data)
+            report(f"cuda, stacked K={k}, captured (per replica-step)", sec / k, base)
+            print(f"  {k} replicas, 100 epochs, captured: "
+                  f"{sec * math.ceil(N_TRAINVAL / BATCH) * EPOCHS:.1f} s")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ class DiagonalGaussian(Independent):
 
     def __init__(self, loc: Tensor, logvar: Tensor, validate_args=None):
         self.logvar = logvar
-        super().__init__(Normal(loc, torch.exp(0.5 * logvar)), 1, validate_args=validate_args)
+        super().__init__(Normal(loc, torch.exp(0.5 * logvar), validate_args=validate_args), 1,
+                         validate_args=validate_args)
 
     @property
     def loc(self) -> Tensor:
@@ -56,7 +57,9 @@ class GaussianFamily(LatentFamily):
 
     def posterior(self, head: Tensor) -> DiagonalGaussian:
         loc, logvar = head.split(self.latent_dim, dim=-1)
-        return DiagonalGaussian(loc, logvar)
+        # no argument checks: each is a host read per step (a sync on CUDA, impossible in
+        # a captured step); a NaN reaches the loss, which training names once per epoch
+        return DiagonalGaussian(loc, logvar, validate_args=False)
 
     def prior(self, batch_shape, device=None, dtype=None) -> Independent:
         shape = torch.Size(batch_shape) + (self.latent_dim,)
