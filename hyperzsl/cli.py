@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -95,6 +96,20 @@ def train_main(argv: list[str] | None = None) -> int:
     except HyperzslError as exc:
         return _fail(exc)
     return 0
+
+
+def _replica_stage(run_dir: str, recipe, model, prep):
+    """A stacked replica's stage is the stacked stage (hyperzsl.stacked_stage); rerun
+    alone it gives the replica's numbers. None for every other run."""
+    from .stacked_stage import fit_stacked_softmax, stacks_stage
+    try:
+        with open(os.path.join(run_dir, "run.json")) as fh:
+            replica = json.load(fh).get("replica")
+    except (OSError, ValueError):
+        replica = None
+    if replica is None or not stacks_stage(recipe):
+        return None
+    return fit_stacked_softmax([recipe], [model], prep)[0]
 
 
 def _replica_numerics(path: str, overrides: list[str]) -> list[str]:
@@ -197,7 +212,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         if epoch < recipe.train.epochs:
             log(f"note: checkpoint is from epoch {epoch} of {recipe.train.epochs} "
                 f"(training did not finish)")
-        metrics, clf = run_classifier_stage(recipe, model, prep, log)
+        metrics, clf = run_classifier_stage(recipe, model, prep, log,
+                                            fitted=_replica_stage(args.run_dir, recipe, model,
+                                                                  prep))
         metrics.update(checkpoint_epoch=epoch, overrides=args.overrides)
         write_results(args.run_dir, recipe, metrics, None, log, name="eval")
         if args.ood:

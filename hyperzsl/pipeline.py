@@ -249,9 +249,10 @@ def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
 
 
 def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
-                         log=print) -> tuple[dict, torch.nn.Module]:
-    """Metrics and the fitted strategy (callable: codes -> class scores)."""
-    strategy, history, codes = fit_stage(recipe, model, prep)
+                         log=print, fitted=None) -> tuple[dict, torch.nn.Module]:
+    """Metrics and the fitted strategy (callable: codes -> class scores). ``fitted``:
+    (strategy, history, codes) already fitted (stacked replicas' stages)."""
+    strategy, history, codes = fitted or fit_stage(recipe, model, prep)
     cfg = recipe.classifier
     seen, unseen = stage_classes(prep)
     gate = None

@@ -119,35 +119,39 @@ def replica_batches(n: int, batch_size: int, batching: str, generators, device) 
 
 def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tensor,
                  side: dict[str, Tensor], cfg, seeds: list[int], image: str = "image",
-                 log=print) -> list[list[dict]]:
-    """Train the stacked model; returns one history (per-epoch records) per replica."""
-    optimizer = make_optimizer(model, cfg)
+                 log=print, capture: bool = False, static: bool | None = None
+                 ) -> list[list[dict]]:
+    """Train the stacked model; returns one history (per-epoch records) per replica.
+    ``capture``: replay the stacked step as a CUDA graph (hyperzsl.captured); ``static``:
+    run that static step eagerly instead (default: as ``capture``)."""
+    from .captured import StaticStep
+    optimizer = make_optimizer(model, cfg, capturable=capture)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n, k = features.shape[0], len(seeds)
+    static = StaticStep(model, objective, optimizer, features, labels, side, image,
+                        (k, cfg.batch_size)) if (capture if static is None else static) \
+        else None
     histories: list[list[dict]] = [[] for _ in seeds]
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         rows_all = replica_batches(n, cfg.batch_size, cfg.batching, generators, features.device)
-        loss_sum = torch.zeros(k, device=features.device)
-        totals: dict[str, Tensor] = {}
-        for rows in rows_all:
-            y = labels[rows]
-            batch = {image: features[rows], **{name: s[y] for name, s in side.items()}}
-            loss, parts = objective(model, batch, epoch, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-            for name, v in parts.items():
-                totals[name] = totals.get(name, 0) + v
         steps = rows_all.shape[0]
-        means = (loss_sum / steps).tolist()               # one host sync per epoch
+        if static is not None:
+            static.start_epoch(epoch)
+            for rows in rows_all:
+                static.run(rows, capture)
+            means, parts_mean = static.epoch_means(steps)          # one host read
+            weights = objective.weights_at(epoch)
+            parts_mean = {name: v for name, v in parts_mean.items()
+                          if name == "reconstruction" or weights[name] > 0}
+        else:
+            means, parts_mean = _eager_epoch(model, objective, optimizer, features, labels,
+                                             side, image, rows_all, epoch)
         bad = [s for s, m in zip(seeds, means) if not math.isfinite(m)]
         if bad:
             raise TrainingDiverged(f"loss became non-finite in epoch {epoch + 1} for the "
                                    f"replica(s) with seed {bad}; try a lower train.lr")
         seconds = time.perf_counter() - t0
-        parts_mean = {name: (v / steps).tolist() for name, v in totals.items()}
         for i in range(k):
             histories[i].append({"epoch": epoch + 1, "loss": means[i],
                                  **{name: vals[i] for name, vals in parts_mean.items()},
@@ -158,6 +162,27 @@ def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tens
                 f"{min(means):.2f}..{max(means):.2f} ({k} replicas) "
                 f"{steps / seconds:6.1f} steps/s, ETA {(cfg.epochs - epoch - 1) * seconds:5.0f} s")
     return histories
+
+
+def _eager_epoch(model, objective, optimizer, features, labels, side, image, rows_all,
+                 epoch) -> tuple[list[float], dict[str, list[float]]]:
+    """One epoch of stacked steps, eagerly; per-replica mean loss and parts."""
+    loss_sum = torch.zeros(rows_all.shape[1], device=features.device)
+    totals: dict[str, Tensor] = {}
+    for rows in rows_all:
+        y = labels[rows]
+        batch = {image: features[rows], **{name: s[y] for name, s in side.items()}}
+        loss, parts = objective(model, batch, epoch, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        loss_sum += loss.detach()
+        for name, v in parts.items():
+            totals[name] = totals.get(name, 0) + v
+    steps = rows_all.shape[0]
+    sums = torch.stack([loss_sum, *totals.values()]).tolist()     # one host read per epoch
+    means = [[v / steps for v in per] for per in sums]          # in double, as a single run
+    return means[0], dict(zip(totals, means[1:]))
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -181,10 +206,13 @@ def parse_seeds(text: str) -> list[int]:
 def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device) -> dict:
     """Train len(seeds) replicas of ``recipe`` in this process; write OUT/seedS per
     replica (an ordinary run folder). Returns {seed: metrics}."""
+    from .captured import resolve_capture
     from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
     from .recipe import dump_recipe
     from .runs import RunLog, code_fingerprint, write_results
+    from .stacked_stage import fit_stacked_softmax, stacks_stage
     check_stackable(recipe)
+    capture, capture_why = resolve_capture(recipe, device)
     dirs = {s: os.path.join(out_dir, f"seed{s}") for s in seeds}
     for d in dirs.values():
         if os.path.isdir(d) and os.listdir(d):
@@ -201,16 +229,16 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device)
     os.makedirs(out_dir, exist_ok=True)
     log = RunLog(os.path.join(out_dir, "train.log"))
     log(f"hyperzsl | {recipe.name} | {len(seeds)} stacked replicas, seeds {seeds} | "
-        f"device {device}")
+        f"device {device} | training step: {capture_why}")
     torch.manual_seed(seeds[0])
     trainval = torch.as_tensor(prep.splits["trainval"], device=device)
     t0 = time.perf_counter()
     histories = fit_replicas(stacked, objective, prep.features[trainval], prep.labels[trainval],
-                             prep.side, recipe.train, seeds, IMAGE, log)
+                             prep.side, recipe.train, seeds, IMAGE, log, capture)
     seconds = time.perf_counter() - t0
     log(f"{len(seeds)} replicas trained in {seconds:.1f} s")
-    out = {}
-    for i, s in enumerate(seeds):
+    recipes, infos, logs = [], [], []
+    for i, s in enumerate(seeds):       # every VAE is saved before any stage runs
         r = copy.deepcopy(recipe)
         r.seed = s
         model = models[i]
@@ -222,6 +250,7 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device)
         info = {"status": "training", "seed": s, "mode": r.mode, "device": str(device),
                 "family": model.family.describe(), "data": prep.fs.summary(),
                 "environment": report.environment(), "code": code_fingerprint(),
+                "training_step": capture_why,
                 "replica": {"index": i, "of": len(seeds), "seeds": seeds, "folder": out_dir},
                 "started": _dt.datetime.now().isoformat(timespec="seconds"),
                 "command": " ".join(sys.argv)}
@@ -231,7 +260,18 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device)
                            "input_dims": prep.input_dims, "recipe": yaml.safe_load(dump_recipe(r)),
                            "history": histories[i], "code": info["code"]},
                           os.path.join(dirs[s], "checkpoint.pt"))
-        metrics, _ = run_classifier_stage(r, model, prep, run_log)
+        recipes.append(r)
+        infos.append(info)
+        logs.append(run_log)
+    stages = [None] * len(seeds)
+    if stacks_stage(recipe):
+        t1 = time.perf_counter()
+        stages = fit_stacked_softmax(recipes, models, prep)
+        log(f"{len(seeds)} classifier stages trained stacked in {time.perf_counter() - t1:.1f} s")
+    out = {}
+    for i, s in enumerate(seeds):
+        r, info, run_log, model = recipes[i], infos[i], logs[i], models[i]
+        metrics, _ = run_classifier_stage(r, model, prep, run_log, fitted=stages[i])
         metrics.update(vae_history=histories[i], train_seconds=seconds, seed=s, mode=r.mode,
                        family=model.family.name, replica=info["replica"])
         write_results(dirs[s], r, metrics, histories[i], run_log)

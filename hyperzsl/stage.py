@@ -114,23 +114,34 @@ class SoftmaxStrategy(Strategy):
 
     name = "softmax"
 
-    def fit(self, inputs, test_codes):
-        i = inputs
-        p = i.prep
+    def set_outputs(self, inputs) -> int:
+        """The classifier's outputs: every class (GZSL), or the unseen ones (ZSL, with
+        the label map from class ids to them). Returns their number."""
+        p = inputs.prep
         self.num_classes = p.fs.num_classes
         self.label_map = None
-        n_out = self.num_classes
-        if i.zsl:
-            self.label_map = torch.full((n_out,), -1, dtype=torch.long, device=p.device)
-            self.label_map[i.unseen.to(p.device)] = torch.arange(len(i.unseen), device=p.device)
-            self.unseen = i.unseen.to(p.device)
-            n_out = len(i.unseen)
-        clf = None
-        if i.official_stream:     # the official code builds its classifier before sampling
-            clf = new_classifier(i.model.family.latent_dim, n_out, p.device)
-        data = build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
+        if not inputs.zsl:
+            return self.num_classes
+        self.label_map = torch.full((self.num_classes,), -1, dtype=torch.long, device=p.device)
+        self.label_map[inputs.unseen.to(p.device)] = torch.arange(len(inputs.unseen),
+                                                                  device=p.device)
+        self.unseen = inputs.unseen.to(p.device)
+        return len(inputs.unseen)
+
+    def sample_data(self, inputs, test_codes):
+        """The latent training samples and the test codes (gzsl.build_classifier_data)."""
+        i, p = inputs, inputs.prep
+        return build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
                                      i.seen[:0] if i.zsl else i.seen, i.unseen, i.image,
                                      test_codes, official_stream=i.official_stream)
+
+    def fit(self, inputs, test_codes):
+        i = inputs
+        n_out = self.set_outputs(i)
+        clf = None
+        if i.official_stream:     # the official code builds its classifier before sampling
+            clf = new_classifier(i.model.family.latent_dim, n_out, i.prep.device)
+        data = self.sample_data(i, test_codes)
         with torch.enable_grad():
             self.clf, history = train_classifier(
                 data, n_out, i.cfg, i.epochs, self.label_map, clf=clf,

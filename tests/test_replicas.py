@@ -140,3 +140,26 @@ def test_what_cannot_stack_is_refused_before_training(tmp_path, capsys, args, me
 def test_bad_seed_lists_are_named(tmp_path, capsys, seeds, message):
     assert train_main([DEMO, "--seeds", seeds, "--out", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_replica_stages_trained_stacked_do_not_depend_on_the_other_replicas():
+    """Replica k's stacked classifier stage gives the same history and weights whether it
+    trains beside other replicas or alone (which is how hyperzsl-eval reruns it)."""
+    import copy
+
+    from hyperzsl.pipeline import prepare
+    from hyperzsl.stacked_stage import fit_stacked_softmax
+    recipe = load_recipe(DEMO, ["classifier.epochs=3", "train.numerics=fast"])
+    prep = prepare(recipe, torch.device("cpu"))
+    recipes, models = [], []
+    for seed in (0, 1, 2):
+        r = copy.deepcopy(recipe)
+        r.seed = seed
+        torch.manual_seed(seed)
+        recipes.append(r)
+        models.append(build_model(r, prep.input_dims, prep.fs.num_classes))
+    together = fit_stacked_softmax(recipes, models, prep)
+    alone = fit_stacked_softmax(recipes[1:2], models[1:2], prep)[0]
+    assert together[1][1] == alone[1]                       # per-epoch test history
+    assert torch.equal(together[1][0].clf.weight, alone[0].clf.weight)
+    assert together[0][1] != together[1][1]                 # replicas differ
