@@ -128,19 +128,19 @@ def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tens
     optimizer = make_optimizer(model, cfg, capturable=capture)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n, k = features.shape[0], len(seeds)
-    static = StaticStep(model, objective, optimizer, features, labels, side, image,
-                        (k, cfg.batch_size)) if (capture if static is None else static) \
-        else None
+    use_static = capture if static is None else static
+    step = StaticStep(model, objective, optimizer, features, labels, side, image,
+                      (k, cfg.batch_size)) if use_static else None
     histories: list[list[dict]] = [[] for _ in seeds]
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         rows_all = replica_batches(n, cfg.batch_size, cfg.batching, generators, features.device)
         steps = rows_all.shape[0]
-        if static is not None:
-            static.start_epoch(epoch)
+        if step is not None:
+            step.start_epoch(epoch)
             for rows in rows_all:
-                static.run(rows, capture)
-            means, parts_mean = static.epoch_means(steps)          # one host read
+                step.run(rows, capture)
+            means, parts_mean = step.epoch_means(steps)            # one host read
             weights = objective.weights_at(epoch)
             parts_mean = {name: v for name, v in parts_mean.items()
                           if name == "reconstruction" or weights[name] > 0}

@@ -9,7 +9,8 @@ On CPU it also compares 1 intra-op thread with all cores, and stacked replicas
 (``hyperzsl-train --seeds``, K = 1, 2, 4 in one process on all cores) against two single
 runs in two processes at the same time (one thread each): the way two seeds share 2 cores
 without stacking. On CUDA (when present) it times the eager and the captured step
-(``train.capture``), and stacked K = 1, 4, 16, eager and captured.
+(``train.capture``), and stacked K = 1, 4, 16, eager and captured. On both it times the
+demo's classifier stage of K replicas one after another against stacked.
 
     python tools/bench_train.py [--steps 40] [--rounds 5] [--device cpu|cuda|all]
 """
@@ -120,6 +121,39 @@ def time_captured(device, k: int | None, steps: int, data) -> float:
     return statistics.median(times)
 
 
+def time_stages(device, k: int) -> tuple[float, float]:
+    """Seconds for the demo's softmax classifier stage of k replicas (untrained VAEs: the
+    stage's cost does not depend on the weights), one after another and stacked."""
+    import copy
+    import os
+
+    from hyperzsl.pipeline import fit_stage, prepare
+    from hyperzsl.recipe import load_recipe
+    from hyperzsl.stacked_stage import fit_stacked_softmax
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    recipe = load_recipe(os.path.join(root, "recipes", "demo.yaml"), ["train.numerics=fast"])
+    prep = prepare(recipe, device)
+    recipes, models = [], []
+    for seed in range(k):
+        r = copy.deepcopy(recipe)
+        r.seed = seed
+        torch.manual_seed(seed)
+        recipes.append(r)
+        models.append(build_model(r, prep.input_dims, prep.fs.num_classes).to(device))
+    t0 = time.perf_counter()
+    for r, m in zip(recipes, models):
+        fit_stage(r, m, prep)
+    t1 = time.perf_counter()
+    fit_stacked_softmax(recipes, models, prep)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def report_stages(label: str, device, k: int = 8) -> None:
+    one_by_one, stacked = time_stages(device, k)
+    print(f"{label}: demo classifier stage of {k} replicas: one after another "
+          f"{one_by_one:.1f} s, stacked {stacked:.1f} s  x{one_by_one / stacked:4.2f}")
+
+
 def _single_in_process(steps: int) -> float:
     torch.set_num_threads(1)
     return time_steps(torch.device("cpu"), "fast", steps, cub_shaped(torch.device("cpu")))
@@ -176,6 +210,7 @@ def main() -> None:
         print("  (ratios: against the pair's throughput, i.e. two replica-steps per pair step)")
         print(f"  stacked K=2 against the pair, per round ({args.rounds} interleaved): "
               f"x{statistics.median(ratios):.2f} median, x{min(ratios):.2f}..x{max(ratios):.2f}")
+        report_stages(f"cpu, {cores} threads", cpu)
     if args.device in ("cuda", "all"):
         if not torch.cuda.is_available():
             print("cuda: skipped (no CUDA device on this machine)")
@@ -193,6 +228,7 @@ def main() -> None:
             report(f"cuda, stacked K={k}, captured (per replica-step)", sec / k, base)
             print(f"  {k} replicas, 100 epochs, captured: "
                   f"{sec * math.ceil(N_TRAINVAL / BATCH) * EPOCHS:.1f} s")
+        report_stages("cuda", gpu, 16)
 
 
 if __name__ == "__main__":
