@@ -8,7 +8,8 @@ is its own. Adam is elementwise, so one Adam over the stacked tensors is K indep
 Adams. Each replica starts from the weights a single run with its seed starts from (the
 same draws), draws its own batches from a generator seeded with its seed, and takes its
 posterior noise from the process's stream: it is a single run with that seed in
-distribution, not bit for bit. Each replica writes an ordinary run folder.
+distribution, not bit for bit. Their classifier stages train stacked as well
+(hyperzsl.stacked_stage), and each replica writes an ordinary run folder.
 """
 from __future__ import annotations
 
