@@ -56,16 +56,21 @@ def epoch_rows(n: int, batch_size: int, batching: str, device) -> Tensor:
 
 class StaticStep:
     """One optimiser step of ``objective`` on fixed buffers. ``rows_shape`` is (batch,),
-    or (replicas, batch) for stacked replicas (the loss is then one per replica)."""
+    or (replicas, batch) for stacked replicas (the loss is then one per replica);
+    ``weights_at(epoch)`` gives the loss weights, a list per term when they differ per
+    replica (default: the objective's)."""
 
     def __init__(self, model, objective, optimizer, features: Tensor, labels: Tensor,
-                 side: dict[str, Tensor], image: str, rows_shape: tuple[int, ...]):
+                 side: dict[str, Tensor], image: str, rows_shape: tuple[int, ...],
+                 weights_at: Callable[[int], dict] | None = None):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.features, self.labels, self.side, self.image = features, labels, side, image
+        self.weights_at = weights_at or objective.weights_at   # per replica: lists
         device = features.device
         self.rows = torch.zeros(rows_shape, dtype=torch.long, device=device)
-        self.weights = {name: torch.zeros((), dtype=features.dtype, device=device)
-                        for name in objective.weights}
+        self.weights = {name: torch.zeros(torch.as_tensor(value).shape, dtype=features.dtype,
+                                          device=device)
+                        for name, value in self.weights_at(0).items()}
         per = rows_shape[:-1]
         self.loss_sum = torch.zeros(per, device=device)
         self.part_sums = {name: torch.zeros(per, device=device)
@@ -74,8 +79,11 @@ class StaticStep:
         self.steps_run = 0
 
     def start_epoch(self, epoch: int) -> None:
-        for name, value in self.objective.weights_at(epoch).items():
-            self.weights[name].fill_(value)
+        for name, value in self.weights_at(epoch).items():
+            if isinstance(value, list):             # one per replica (a copy from the host)
+                self.weights[name].copy_(torch.tensor(value, dtype=self.weights[name].dtype))
+            else:
+                self.weights[name].fill_(value)
         self.loss_sum.zero_()
         for total in self.part_sums.values():
             total.zero_()

@@ -49,11 +49,17 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", metavar="A-B",
                    help="train these seeds as stacked replicas in one process (0-7, 0,3,5); "
                         "each writes OUT/seedS, an ordinary run folder")
+    p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="with --seeds: replicas also differ in this loss-term weight, e.g. "
+                        "train.terms.alignment.max=4,8.13 (repeatable; every combination "
+                        "with every seed, in OUT/NAME/seedS)")
     args = p.parse_args(argv)
     if bool(args.recipe) == bool(args.resume):
         p.error("give a recipe, or --resume RUN_DIR (not both)")
     if args.seeds and (args.seed is not None or args.resume):
         p.error("--seeds trains several seeds; it does not combine with --seed or --resume")
+    if args.vary and not args.seeds:
+        p.error("--vary stacks replicas: give their seeds with --seeds (e.g. --seeds 0)")
     try:
         if args.resume:
             from .runs import resume_run
@@ -71,16 +77,19 @@ def train_main(argv: list[str] | None = None) -> int:
         recipe = resolve(load_recipe(args.recipe, overrides))
         device = select_device(recipe.device)
         if args.seeds:
-            from .replicas import check_stackable, parse_seeds, train_replicas
+            from .replicas import check_stackable, parse_seeds, parse_vary, train_replicas, variants
             seeds = parse_seeds(args.seeds)
             check_stackable(recipe)                      # before any data is read
+            varied = (variants(args.recipe, overrides, parse_vary(args.vary))
+                      if args.vary else None)
             if recipe.threads is None and device.type == "cpu" and \
                     "OMP_NUM_THREADS" not in os.environ:
                 torch.set_num_threads(min(len(seeds), os.cpu_count() or 1))
             run_dir = args.out or default_run_dir(recipe).replace(
                 f"-seed{recipe.seed}-", f"-seeds{args.seeds}-")
-            train_replicas(recipe, seeds, run_dir, device)
-            print(f"run folders: {run_dir}/seed{{{','.join(map(str, seeds))}}}")
+            train_replicas(recipe, seeds, run_dir, device, varied)
+            names = "{" + ",".join(n for n, _ in varied) + "}/" if varied else ""
+            print(f"run folders: {run_dir}/{names}seed{{{','.join(map(str, seeds))}}}")
             return 0
         _threads(recipe, device)
         run_dir = args.out or default_run_dir(recipe)

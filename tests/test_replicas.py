@@ -1,6 +1,7 @@
 """Stacked replicas (hyperzsl-train --seeds): each replica's loss and gradient equal a
 single model's on the same batch and noise, replica run folders are ordinary run
 folders, replicas match single runs statistically, and what cannot stack is refused."""
+import contextlib
 import json
 import os
 import statistics
@@ -163,3 +164,71 @@ def test_replica_stages_trained_stacked_do_not_depend_on_the_other_replicas():
     assert together[1][1] == alone[1]                       # per-epoch test history
     assert torch.equal(together[1][0].clf.weight, alone[0].clf.weight)
     assert together[0][1] != together[1][1]                 # replicas differ
+
+
+def test_replica_loss_weights_can_differ_per_replica(monkeypatch):
+    """Replicas whose alignment and KL weights differ (--vary): each replica's loss and
+    gradient equal a single model's built from its own recipe."""
+    base = ["model.latent_dim=6", "model.image_hidden=[24, 20]", "model.side_hidden=[16, 12]",
+            "train.numerics=fast"]
+    values = [("2", "0.1"), ("8.13", "0.25"), ("20", "1.0")]
+    recipes = [load_recipe(DEMO, base + [f"train.terms.alignment.max={a}",
+                                         f"train.terms.kl.max={kl}"]) for a, kl in values]
+    dims, k, b = {"image": 30, "att": 9}, 3, 7
+    models = []
+    for seed, r in enumerate(recipes):
+        torch.manual_seed(seed)
+        models.append(build_model(r, dims))
+    stacked = stack_models(models)
+    objectives = [build_objective(r) for r in recipes]
+    from hyperzsl.replicas import replica_weights
+    epoch = 40
+    weights = {name: torch.tensor(v) for name, v in replica_weights(objectives, epoch).items()}
+    assert weights["alignment"].tolist() == pytest.approx([2.0, 8.13, 20.0])
+    g = torch.Generator().manual_seed(5)
+    x, a = torch.rand(k, b, 30, generator=g), torch.rand(k, b, 9, generator=g)
+    noise = {m: torch.randn(k, b, 1, generator=g) for m in ("image", "att")}
+    _queue_noise(monkeypatch, [noise["image"], noise["att"]])
+    loss, _ = objectives[0](stacked, {"image": x, "att": a}, epoch, weights=weights)
+    loss.sum().backward()
+    for i, (model, objective) in enumerate(zip(models, objectives)):
+        _queue_noise(monkeypatch, [noise["image"][i], noise["att"][i]])
+        single, _ = objective(model, {"image": x[i], "att": a[i]}, epoch)
+        single.backward()
+        torch.testing.assert_close(loss[i], single, rtol=1e-5, atol=1e-4)
+        grads = {n: p.grad[i] for n, p in stacked.named_parameters()}
+        for n, p in model.named_parameters():
+            torch.testing.assert_close(grads[n], p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_replicas_that_vary_a_weight_write_a_folder_per_value(tmp_path):
+    out = tmp_path / "rep"
+    assert train_main([DEMO, "--seeds", "0", "--vary", "train.terms.alignment.max=2,8.13",
+                       "--out", str(out), *FAST]) == 0
+    for value in (2.0, 8.13):
+        run = out / f"alignment.max-{value:g}" / "seed0"
+        info = json.load(open(run / "run.json"))
+        assert info["replica"]["variant"] == f"alignment.max-{value:g}"
+        assert load_recipe(str(run / "recipe.yaml")).train.terms.alignment.max == value
+        history = json.load(open(run / "metrics.json"))["vae_history"]
+        assert max(r["weights"]["alignment"] for r in history) <= value
+        assert eval_main([str(run)]) == 0            # hyperzsl-eval reproduces it
+        assert json.load(open(run / "eval.json"))["result"] == \
+            json.load(open(run / "metrics.json"))["result"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vary", "train.terms.alignment.max=2,4"], "give their seeds with --seeds"),
+    (["--seeds", "0", "--vary", "train.lr=1e-3,1e-4"], "only in loss-term weights"),
+    (["--seeds", "0", "--vary", "train.terms.alignment.enabled=true,false"],
+     "only in loss-term weights"),
+    (["--seeds", "0", "--vary", "train.terms.alignment.max"], "expected KEY=V1,V2"),
+    (["--seeds", "0", "--vary", "train.terms.classification.max=1,2"], "is off in this recipe"),
+    (["--seeds", "0", "--vary", "train.terms.kl.max=0.1,x"], "kl.max: expected a number"),
+])
+def test_replica_knobs_that_cannot_vary_are_named(tmp_path, capsys, args, message):
+    out = tmp_path / "rep"
+    with pytest.raises(SystemExit) if "--seeds" not in args else contextlib.nullcontext():
+        assert train_main([DEMO, "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
