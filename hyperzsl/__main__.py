@@ -1,8 +1,8 @@
-"""``python -m hyperzsl train|eval|grid|compare ...``: the console scripts without
+"""``python -m hyperzsl train|eval|grid|compare|baselines ...``: the console scripts without
 installing them."""
 import sys
 
-from .cli import eval_main, train_main
+from .cli import baselines_main, eval_main, train_main
 from .compare import main as compare_main
 from .grid.cli import grid_main
 
@@ -10,9 +10,9 @@ from .grid.cli import grid_main
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"train": train_main, "eval": eval_main, "grid": grid_main,
-                "compare": compare_main}
+                "compare": compare_main, "baselines": baselines_main}
     if not argv or argv[0] not in commands:
-        print("usage: python -m hyperzsl {train,eval,grid,compare} ...  (same arguments as "
+        print("usage: python -m hyperzsl {train,eval,grid,compare,baselines} ...  (same arguments as "
               "the hyperzsl-* commands)", file=sys.stderr)
         return 2
     return commands[argv[0]](argv[1:])

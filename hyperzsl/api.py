@@ -14,7 +14,18 @@ from typing import Sequence
 
 import torch
 
+from . import compare as _compare_module
 from .errors import HyperzslError
+from .grid.driver import run_grid as _run_grid
+from .grid.executors import grid_executor
+from .grid.spec import load_grid
+from .recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_dict
+from .registry import DETECTORS, FAMILIES, STRATEGIES
+from .runs import default_run_dir, run_recipe
+from .runs import load_run as _load_run
+from .runs.ood import default_detectors, evaluate_ood, evaluate_ood_sets
+from .stage.run import run_classifier_stage
+from .training.build import select_device
 
 
 class Run:
@@ -29,10 +40,8 @@ class Run:
 
     def _load(self):
         if self._loaded is None:
-            from .pipeline import select_device
-            from .runs import load_run
             device = select_device(self._device) if self._device else None
-            self._loaded = load_run(self.dir, device=device, load_ood=True)
+            self._loaded = _load_run(self.dir, device=device, load_ood=True)
         return self._loaded
 
     @property
@@ -70,11 +79,8 @@ class Run:
     def evaluate(self, ood: bool = False, overrides: Sequence[str] | None = None) -> dict:
         """Rerun the classifier stage (``overrides`` e.g. ``["classifier.stacking=0.5"]``)
         and, with ``ood``, the OOD protocols; returns {"result", ..., "ood"?}."""
-        from .ood_eval import default_detectors, evaluate_ood, evaluate_ood_sets
-        from .pipeline import run_classifier_stage
-        from .runs import load_run
         recipe, model, prep, _ = (self._load() if not overrides else
-                                  load_run(self.dir, list(overrides), load_ood=True))
+                                  _load_run(self.dir, list(overrides), load_ood=True))
         metrics, scorer = run_classifier_stage(recipe, model, prep, log=lambda s: None)
         if ood:
             detectors = tuple(recipe.ood.detectors or default_detectors())
@@ -94,9 +100,6 @@ def train(recipe_or_path, overrides: Sequence[str] | None = None, out: str | Non
           device: str | None = None) -> Run:
     """Train as ``hyperzsl-train`` does (calibration included when the recipe enables it)
     and return the run. ``recipe_or_path``: a YAML path, a mapping, or a Recipe."""
-    from .pipeline import select_device
-    from .recipe import Recipe, load_recipe, recipe_from_dict, recipe_to_dict
-    from .runs import default_run_dir, train_run
     overrides = list(overrides or [])
     if device:
         overrides.append(f"device={device}")
@@ -111,32 +114,23 @@ def train(recipe_or_path, overrides: Sequence[str] | None = None, out: str | Non
     if recipe.threads is not None:
         torch.set_num_threads(recipe.threads)
     run_dir = out or default_run_dir(recipe)
-    if recipe.calibration.enabled:
-        from .calibrate import calibrated_run
-        calibrated_run(recipe, run_dir, dev)
-    else:
-        train_run(recipe, run_dir, dev)
+    run_recipe(recipe, run_dir, dev)
     return Run(run_dir)
 
 
 def run_grid(path: str, out: str | None = None, executor: str = "local", jobs: int | None = None,
          address: str | None = None, seeds=None) -> dict:
     """Run a grid file (as ``hyperzsl-grid``) and return its comparison (``compare``)."""
-    from .compare import compare as _compare
-    from .grid.driver import run_grid as _run
-    from .grid.executors import grid_executor
-    from .grid.spec import load_grid
     g = load_grid(path, out, seeds)
-    _run(g, grid_executor(g, executor, jobs, address=address))
-    return _compare([g.out], g.metrics)
+    _run_grid(g, grid_executor(g, executor, jobs, address=address))
+    return _compare_module.compare([g.out], g.metrics)
 
 
 def compare_runs(paths: Sequence[str], metrics: Sequence[str] | None = None,
             pair: Sequence[str] | None = None, out: str | None = None) -> dict:
     """Mean ± std tables over run or grid folders (as ``hyperzsl-compare``): a dict with
     ``rows``, ``paired``, ``files``."""
-    from .compare import compare as _compare
-    return _compare(list(paths), list(metrics) if metrics else None,
+    return _compare_module.compare(list(paths), list(metrics) if metrics else None,
                     list(pair) if pair else None, out)
 
 
@@ -145,15 +139,12 @@ def load_run(run_dir: str, device: str | None = None) -> Run:
 
 
 def list_families() -> list[str]:
-    from .latent import available_families
-    return available_families()
+    return FAMILIES.names()
 
 
 def list_detectors() -> list[str]:
-    from .detect.detectors import REGISTRY
-    return REGISTRY.names()
+    return DETECTORS.names()
 
 
 def list_strategies() -> list[str]:
-    from .stage import STRATEGIES
     return STRATEGIES.names()

@@ -4,9 +4,16 @@ an OOD detector. tests/test_conformance.py runs them over the registries, so a n
 is tested by registering it; third-party parts can call them in their own tests."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
+from .detect.detectors import make_detector
 from .errors import NotFittedError
+from .registry import DETECTORS, FAMILIES
+from .training.build import make_optimizer
+from .training.model import MultimodalVAE
+from .training.objective import Objective, Warmup
 
 
 def _assert(cond, name: str, what: str) -> None:
@@ -19,12 +26,8 @@ def check_family(name, latent_dim: int = 4, batch: int = 64, options: dict | Non
     """Head shape, KL >= 0 and finite, samples and codes on the support, surrogate_loss
     keeps values, alignment symmetric and zero on identical posteriors, and a short
     training of a two-modality VAE lowers its loss. ``name``: registered name or class."""
-    from .latent import family_class
-    from .model import MultimodalVAE
-    from .objective import Objective, Warmup
-    from .training import make_optimizer
 
-    cls = family_class(name) if isinstance(name, str) else name
+    cls = FAMILIES.get(name) if isinstance(name, str) else name
     name = cls.name
 
     def build_family(_, dim, mode):
@@ -83,7 +86,6 @@ def check_family(name, latent_dim: int = 4, batch: int = 64, options: dict | Non
 def check_detector(name, options: dict | None = None) -> None:
     """Larger score = more OOD on a separable toy set, fit before score enforced, and
     thresholds keep the asked share of ID samples. ``name``: registered name or class."""
-    from .detect.detectors import make_detector
 
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
@@ -95,10 +97,7 @@ def check_detector(name, options: dict | None = None) -> None:
     def classifier(z):
         return -torch.cdist(z, centres).pow(2)
 
-    import inspect
-
-    from .detect.detectors import detector_class
-    cls = detector_class(name) if isinstance(name, str) else name
+    cls = DETECTORS.get(name) if isinstance(name, str) else name
     takes = inspect.signature(cls.__init__).parameters
     _assert(set(cls.consumes) <= {"prototypes", "logits"}, cls.name,
             f"consumes {cls.consumes}: only 'prototypes' and 'logits' exist")

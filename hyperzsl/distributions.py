@@ -2,6 +2,7 @@
 VAE: ``from hyperzsl.distributions import VonMisesFisher, PowerSpherical,
 HypersphericalUniform``."""
 from .latent.power_spherical import PowerSpherical
-from .latent.vmf import HypersphericalUniform, VonMisesFisher
+from .latent.sphere import HypersphericalUniform
+from .latent.von_mises_fisher import VonMisesFisher
 
 __all__ = ["VonMisesFisher", "PowerSpherical", "HypersphericalUniform"]

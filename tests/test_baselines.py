@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from hyperzsl.baselines import main, run_baseline
+from hyperzsl.cli import baselines_main as main
 from hyperzsl.data import FeatureSet
 from hyperzsl.errors import DataError
+from hyperzsl.runs.baselines import run_baseline
 
 
 def linear_set(noise=0.0, seed=0):

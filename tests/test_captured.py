@@ -9,14 +9,19 @@ import pytest
 import torch
 from conftest import REPO
 
-from hyperzsl.captured import StaticStep, fit_captured
 from hyperzsl.cli import train_main
 from hyperzsl.data import make_synthetic, scale_features
 from hyperzsl.errors import RecipeError
-from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import load_recipe, recipe_from_dict
-from hyperzsl.replicas import fit_replicas, stack_models
-from hyperzsl.training import fit, make_optimizer
+from hyperzsl.training import (
+    StaticStep,
+    build_model,
+    build_objective,
+    fit,
+    fit_replicas,
+    make_optimizer,
+    stack_models,
+)
 
 DEMO = os.path.join(REPO, "recipes", "demo.yaml")
 # every warm-up phase within 8 epochs: weights at 0, ramping, and at their maximum
@@ -56,8 +61,8 @@ def test_captured_static_step_run_eagerly_reproduces_the_training_loop(batching)
     torch.manual_seed(3)
     want = fit(plain, objective, x, y, side, recipe.train, log=_quiet)
     torch.manual_seed(3)
-    got = fit_captured(static, objective, x, y, side, recipe.train,
-                       make_optimizer(static, recipe.train), log=_quiet, capture=False)
+    got = fit(static, objective, x, y, side, recipe.train, make_optimizer(static, recipe.train),
+              log=_quiet, static=True)
     assert [sorted(r) for r in got] == [sorted(r) for r in want]     # the same record keys
     for a, b in zip(got, want):
         assert {k: v for k, v in a.items() if k != "seconds"} == \

@@ -9,16 +9,15 @@ import torch.nn.functional as F
 
 from hyperzsl.detect import (
     DETECTORS,
-    BoundaryGate,
     KNNDetector,
     MahalanobisDetector,
     NearestClassDetector,
     VMFLikelihoodDetector,
     auroc,
     build_detector,
-    gated_predictions,
 )
 from hyperzsl.errors import NotFittedError, RecipeError
+from hyperzsl.stage.gate import gated_predictions
 
 DIM, NOISE = 16, 0.25
 
@@ -240,7 +239,7 @@ def test_gate_known_answer():
 def test_per_class_thresholds_known_answer():
     """tau_c is the tpr-quantile of class c's own ID scores; the gate applies tau of the
     seen class the seen expert predicts; small classes fall back to the global tau."""
-    from hyperzsl.detect.gate import per_class_thresholds
+    from hyperzsl.stage.gate import per_class_thresholds
     scores = torch.cat([torch.arange(1, 21, dtype=torch.float64) / 100,   # class 0: 0.01..0.20
                         torch.arange(1, 21, dtype=torch.float64),          # class 2: 1..20
                         torch.tensor([100.0, 200.0], dtype=torch.float64)])  # class 4: 2 rows
@@ -264,10 +263,8 @@ def test_boundary_gate_with_attribute_prototypes():
     g = torch.Generator().manual_seed(5)
     z_seen = F.normalize(eye[[0, 1]].repeat(50, 1) + 0.1 * torch.randn(100, 3, generator=g), dim=1)
     detector = NearestClassDetector("sphere").fit(z_seen, prototypes=eye[:2])
-    gate = BoundaryGate(detector, tpr=0.95)
-    with pytest.raises(NotFittedError, match="calibrate"):
-        gate.predict(eye, torch.zeros(3, 2), torch.zeros(3, 1), [0, 1], [2])
-    gate.calibrate(z_seen)
-    result = gate.predict(eye, eye[:, :2], eye[:, 2:], [0, 1], [2], labels=[0, 1, 2])
+    tau = detector.threshold(z_seen, 0.95)          # on ID latents only, never test ones
+    result = gated_predictions(detector.score(eye), tau, eye[:, :2], eye[:, 2:], [0, 1], [2],
+                               labels=[0, 1, 2])
     assert result.predictions.tolist() == [0, 1, 2]
     assert result.seen_to_seen == 1.0 and result.unseen_to_unseen == 1.0

@@ -3,14 +3,10 @@ import numpy as np
 import pytest
 import torch
 
+from hyperzsl.data.protocol import transfer_shots, validation_splits
 from hyperzsl.errors import DataError, RecipeError
-from hyperzsl.gzsl import (
-    harmonic_mean,
-    per_class_accuracy,
-    select_rows,
-    transfer_shots,
-    validation_splits,
-)
+from hyperzsl.stage.metrics import harmonic_mean, per_class_accuracy
+from hyperzsl.stage.samples import select_rows
 
 
 def test_per_class_accuracy_is_mean_of_class_rates():

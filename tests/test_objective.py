@@ -6,8 +6,7 @@ import torch
 
 from hyperzsl.latent import build_family
 from hyperzsl.latent.gaussian import DiagonalGaussian
-from hyperzsl.model import MultimodalVAE
-from hyperzsl.objective import Objective, Warmup
+from hyperzsl.training import MultimodalVAE, Objective, Warmup
 
 
 def test_gaussian_kl_and_w2_by_hand():
@@ -113,9 +112,8 @@ def test_family_options_from_mode_and_override():
 
 def test_training_reduces_the_loss():
     from hyperzsl.data import make_synthetic, scale_features
-    from hyperzsl.pipeline import build_model, build_objective
     from hyperzsl.recipe import recipe_from_dict
-    from hyperzsl.training import fit
+    from hyperzsl.training import build_model, build_objective, fit
     torch.manual_seed(0)
     fs = make_synthetic(classes=8, unseen=2, per_class=20, attr_dim=6, feature_dim=32)
     r = recipe_from_dict({"model": {"latent_dim": 8, "image_hidden": [32, 32],

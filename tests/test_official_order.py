@@ -12,12 +12,11 @@ from torch import nn
 
 from hyperzsl.data import FeatureSet, scale_features, scale_new_rows
 from hyperzsl.errors import RecipeError
-from hyperzsl.gzsl import official_permutation
 from hyperzsl.latent import build_family
-from hyperzsl.model import MultimodalVAE
-from hyperzsl.objective import Objective, Warmup
-from hyperzsl.official_order import OfficialOrderObjective
 from hyperzsl.recipe import recipe_from_dict
+from hyperzsl.stage.softmax import official_permutation
+from hyperzsl.training import MultimodalVAE, Objective, Warmup
+from hyperzsl.training.official import OfficialOrderObjective
 
 DIMS = {"image": 20, "att": 6}
 LATENT = 4

@@ -148,9 +148,9 @@ def test_validation_protocol_and_unseen_spread_tuning(tmp_path, demo_run):
     train images (S) and val_loc classes (U); the calibration's knob search reruns the
     classifier stage per unseen_spread on it, and widening the side posteriors moves U up
     (the knob does what it says); on a test-split run it refuses."""
-    from hyperzsl.calibrate import choose_knobs
     from hyperzsl.errors import HyperzslError
     from hyperzsl.runs import load_run
+    from hyperzsl.runs.calibrated import choose_knobs
     out = str(tmp_path / "val")
     assert train_main([os.path.join(REPO, "recipes", "demo_vmf.yaml"), "--out", out,
                        "--set", "protocol.split=validation",

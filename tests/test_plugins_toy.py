@@ -9,8 +9,8 @@ from torch.distributions import Independent, Normal
 from hyperzsl.conformance import check_detector, check_family
 from hyperzsl.detect.detectors import REGISTRY, Detector
 from hyperzsl.latent import LatentFamily, register_family
-from hyperzsl.objective import LOSS_TERMS, LossTerm
 from hyperzsl.recipe import load_recipe
+from hyperzsl.training import LOSS_TERMS, LossTerm
 
 DEMO = f"{REPO}/recipes/demo.yaml"
 

@@ -22,12 +22,12 @@ from hyperzsl.latent.power_spherical import (
     kl_ps_uniform,
     ps_log_normalizer,
 )
-from hyperzsl.latent.vmf import (
+from hyperzsl.latent.sphere import (
     HypersphericalUniform,
     SphericalDistributionError,
-    VonMisesFisher,
     symmetric_kl_from_moments,
 )
+from hyperzsl.latent.von_mises_fisher import VonMisesFisher
 
 F64 = torch.float64
 

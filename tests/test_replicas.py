@@ -11,9 +11,8 @@ import torch
 from conftest import REPO
 
 from hyperzsl.cli import eval_main, train_main
-from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import load_recipe
-from hyperzsl.replicas import stack_models, unstacked_state
+from hyperzsl.training import build_model, build_objective, stack_models, unstacked_state
 
 DEMO = os.path.join(REPO, "recipes", "demo.yaml")
 
@@ -67,7 +66,7 @@ def test_replica_losses_and_gradients_equal_single_models(monkeypatch):
 def test_replica_layer_gradients_are_exact_and_in_the_weights_layout():
     """The stacked layer's hand-written backward against numerical gradients (float64)
     and against K separate nn.Linear layers."""
-    from hyperzsl.replicas import StackedLinear, _StackedAffine
+    from hyperzsl.training.stacked import StackedLinear, _StackedAffine
     torch.manual_seed(0)
     layer = StackedLinear([torch.nn.Linear(4, 6).double() for _ in range(3)])
     x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
@@ -148,8 +147,8 @@ def test_replica_stages_trained_stacked_do_not_depend_on_the_other_replicas():
     trains beside other replicas or alone (which is how hyperzsl-eval reruns it)."""
     import copy
 
-    from hyperzsl.pipeline import prepare
-    from hyperzsl.stacked_stage import fit_stacked_softmax
+    from hyperzsl.data.prepare import prepare
+    from hyperzsl.stage.stacked import fit_stacked_softmax
     recipe = load_recipe(DEMO, ["classifier.epochs=3", "train.numerics=fast"])
     prep = prepare(recipe, torch.device("cpu"))
     recipes, models = [], []
@@ -181,7 +180,7 @@ def test_replica_loss_weights_can_differ_per_replica(monkeypatch):
         models.append(build_model(r, dims))
     stacked = stack_models(models)
     objectives = [build_objective(r) for r in recipes]
-    from hyperzsl.replicas import replica_weights
+    from hyperzsl.training.loop import replica_weights
     epoch = 40
     weights = {name: torch.tensor(v) for name, v in replica_weights(objectives, epoch).items()}
     assert weights["alignment"].tolist() == pytest.approx([2.0, 8.13, 20.0])

@@ -8,25 +8,17 @@ import pytest
 import torch
 from conftest import REPO
 
-from hyperzsl.calibrate import choose_knobs, validation_recipe
 from hyperzsl.cli import train_main
-from hyperzsl.decision import decide
+from hyperzsl.data.prepare import prepare
 from hyperzsl.errors import DataError, RecipeError
-from hyperzsl.gzsl import build_classifier_data, train_classifier
 from hyperzsl.latent import build_family
-from hyperzsl.model import MultimodalVAE
-from hyperzsl.objective import Objective, Warmup
-from hyperzsl.pipeline import (
-    build_model,
-    build_objective,
-    classifier_epochs,
-    prepare,
-    run_classifier_stage,
-    stage_classes,
-)
-from hyperzsl.recipe import load_recipe
-from hyperzsl.stage import STRATEGIES, stacking_candidates
-from hyperzsl.training import fit
+from hyperzsl.recipe import classifier_epochs, load_recipe
+from hyperzsl.runs.calibrated import choose_knobs, validation_recipe
+from hyperzsl.stage import STRATEGIES, decide, stacking_candidates
+from hyperzsl.stage.run import run_classifier_stage, stage_classes
+from hyperzsl.stage.samples import build_classifier_data
+from hyperzsl.stage.softmax import train_classifier
+from hyperzsl.training import MultimodalVAE, Objective, Warmup, build_model, build_objective, fit
 
 DEMO = os.path.join(REPO, "recipes", "demo.yaml")
 DEMO_CAL = os.path.join(REPO, "recipes", "demo_calibrated.yaml")
@@ -116,7 +108,7 @@ def test_strategies_are_registered_and_unknown_ones_are_named():
 def _validation_model(recipe, poison: bool):
     """The validation-split VAE of ``recipe``; with ``poison`` every test row (test_seen and
     test_unseen of the real split) is replaced by garbage first."""
-    import hyperzsl.pipeline as pipeline
+    import hyperzsl.data.prepare as pipeline
     real = pipeline.load_data
 
     def poisoned(r):
@@ -149,7 +141,7 @@ def test_selection_never_sees_test_rows():
         tables.append(choose_knobs(recipe, model, prep, log=lambda s: None))
     assert tables[0] == tables[1]
     real = prep.fs.splits          # the validation FeatureSet's own splits
-    from hyperzsl.pipeline import load_data
+    from hyperzsl.data.prepare import load_data
     original = load_data(recipe).splits
     test_rows = np.concatenate([original["test_seen"], original["test_unseen"]])
     used = np.concatenate([real[k] for k in ("trainval", "test_seen", "test_unseen")])
@@ -237,7 +229,7 @@ def test_seed_ensemble_chooses_its_stacking_on_validation(tmp_path):
     """calibration.ensemble: 2 trains two calibrated members (seeds 0 and 1), averages
     their probabilities and takes the stacking constant with the best validation H of
     the average, recomputed here from the members' validation runs alone."""
-    from hyperzsl.ensemble import average, member_log_probs, result
+    from hyperzsl.runs.ensemble import average, member_log_probs, result
     out = str(tmp_path / "ens")
     sets = sum((["--set", s] for s in SHORT + ["calibration.ensemble=2"]), [])
     assert train_main([DEMO_CAL, "--out", out] + sets) == 0

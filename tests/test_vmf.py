@@ -14,22 +14,22 @@ from torch.distributions import kl_divergence
 
 from hyperzsl.errors import RecipeError
 from hyperzsl.latent import build_family
-from hyperzsl.latent import vmf as vmf_module
+from hyperzsl.latent import wood as vmf_module
 from hyperzsl.latent.bessel import (
     log_sphere_area,
     mean_resultant_length,
     mrl_derivative,
     one_minus_mrl,
 )
-from hyperzsl.latent.vmf import (
+from hyperzsl.latent.sphere import (
     HypersphericalUniform,
     SphericalDistributionError,
-    VMFFamily,
-    VonMisesFisher,
     householder_rotate,
     symmetric_kl_from_moments,
     w2_like,
 )
+from hyperzsl.latent.vmf import VMFFamily
+from hyperzsl.latent.von_mises_fisher import VonMisesFisher
 
 F64 = torch.float64
 GRID_M = [3, 5, 16, 64, 128, 512]
@@ -67,9 +67,9 @@ def test_mean_resultant_length_of_w(m):
     kappa = torch.tensor(GRID_K, dtype=F64)
     k = kappa.expand(20000, len(GRID_K))
     if m == 3:
-        w, _ = vmf_module._inverse_cdf_m3(k)
+        w, _ = vmf_module.inverse_cdf_m3(k)
     else:
-        w, _, _ = vmf_module._wood(m, k, sync_free=False, with_score=False)
+        w, _, _ = vmf_module.wood(m, k, sync_free=False, with_score=False)
     z = z_score(w, mean_resultant_length(m, kappa))
     assert z.abs().max() < 5, z
 
@@ -183,7 +183,7 @@ def _kappa_gradients(m, kappa, n, public=True):
         f = q.rsample()[:, 0]
         surrogate = q.surrogate
     else:
-        f, _, score = vmf_module._wood(m, k, sync_free=False, with_score=True)
+        f, _, score = vmf_module.wood(m, k, sync_free=False, with_score=True)
         surrogate = lambda loss: loss + loss.detach() * score  # noqa: E731
     (g_rep,) = torch.autograd.grad(f.sum(), k, retain_graph=True)
     (g_all,) = torch.autograd.grad(surrogate(f).sum(), k)
@@ -388,7 +388,7 @@ def test_family_options_and_errors():
 def test_encoder_heads_start_at_kappa_init(name, scale):
     """A fresh encoder's concentration is kappa_init for a zero hidden layer (the bias
     alone), whatever kappa_min and kappa_scale are."""
-    from hyperzsl.model import MultimodalVAE
+    from hyperzsl.training import MultimodalVAE
     fam = build_family(name, 6, options={"kappa_min": 3.0, "kappa_init": 40.0,
                                          "kappa_scale": scale})
     model = MultimodalVAE({"image": 5}, {"image": (7, 7)}, fam)

@@ -33,9 +33,9 @@ except ImportError:                                  # not on Windows
 import scipy.special
 import torch
 
+from hyperzsl.distributions import VonMisesFisher
 from hyperzsl.latent import bessel
 from hyperzsl.latent.bessel import kl_vmf_uniform, log_sphere_area
-from hyperzsl.latent.vmf import VonMisesFisher
 
 KAPPA_RANGE = (0.1, 1e4)     # log-uniform
 

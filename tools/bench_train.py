@@ -23,12 +23,9 @@ import time
 
 import torch
 
-from hyperzsl.captured import StaticStep
 from hyperzsl.data import make_synthetic, scale_features
-from hyperzsl.pipeline import build_model, build_objective
 from hyperzsl.recipe import recipe_from_dict
-from hyperzsl.replicas import stack_models
-from hyperzsl.training import make_optimizer
+from hyperzsl.training import StaticStep, build_model, build_objective, make_optimizer, stack_models
 
 N_TRAINVAL, EPOCHS, BATCH = 7057, 100, 50
 
@@ -127,9 +124,10 @@ def time_stages(device, k: int) -> tuple[float, float]:
     import copy
     import os
 
-    from hyperzsl.pipeline import fit_stage, prepare
+    from hyperzsl.data.prepare import prepare
     from hyperzsl.recipe import load_recipe
-    from hyperzsl.stacked_stage import fit_stacked_softmax
+    from hyperzsl.stage.run import fit_stage
+    from hyperzsl.stage.stacked import fit_stacked_softmax
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     recipe = load_recipe(os.path.join(root, "recipes", "demo.yaml"), ["train.numerics=fast"])
     prep = prepare(recipe, device)

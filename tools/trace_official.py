@@ -50,10 +50,11 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hyperzsl import gzsl  # noqa: E402
 from hyperzsl import training as train  # noqa: E402
-from hyperzsl.pipeline import IMAGE, build_model, build_objective, prepare  # noqa: E402
+from hyperzsl.data.prepare import IMAGE, prepare  # noqa: E402
 from hyperzsl.recipe import load_recipe, resolve  # noqa: E402
+from hyperzsl.stage import samples, softmax  # noqa: E402
+from hyperzsl.training import build_model, build_objective  # noqa: E402
 
 # Relative tolerances (max |a - b| / max |b|) for ``train.numerics: fast``, whose float32
 # arithmetic runs in another order (one head GEMM against two, fused against loop Adam):
@@ -305,8 +306,8 @@ def swap_stages(off, prep, recipe, sources: list[str], seeds: int) -> None:
     """Each side's classifier stage on each trained VAE (the official code's saved
     CADA_trained.pth.tar, or a hyperzsl run folder), ``seeds`` stage seeds each: tells
     whether a gap lives in VAE training or in the classifier stage."""
-    from hyperzsl.pipeline import run_classifier_stage
     from hyperzsl.runs import load_run
+    from hyperzsl.stage.run import run_classifier_stage
     quiet = io.StringIO()
     model = build_model(recipe, prep.input_dims, prep.fs.num_classes)
     print("== stage swap: S / U / H (%), mean over stage seeds")
@@ -345,11 +346,11 @@ def stage_bit_for_bit(verdict, model, prep, recipe, recorded, off_history, unsee
     fs = prep.fs
     seen = torch.as_tensor(np.unique(fs.labels[fs.splits["trainval"]]))
     torch.manual_seed(seed)
-    clf = gzsl.new_classifier(recorded["X"].shape[1], fs.num_classes, "cpu")
+    clf = softmax.new_classifier(recorded["X"].shape[1], fs.num_classes, "cpu")
     same_init = (torch.equal(clf.weight, recorded["clf"])
                  and torch.equal(clf.bias, recorded["clf_b"]))
     verdict.check("C classifier initial weights", 0.0 if same_init else 1.0, 0.0)
-    mine = gzsl.build_classifier_data(model, prep.features, prep.labels, prep.side,
+    mine = samples.build_classifier_data(model, prep.features, prep.labels, prep.side,
                                       prep.splits, recipe.classifier, seen, unseen, IMAGE,
                                       official_stream=True)
     same_y = torch.equal(mine.train_y, recorded["Y"])
@@ -358,9 +359,9 @@ def stage_bit_for_bit(verdict, model, prep, recipe, recorded, off_history, unsee
     verdict.check("C classifier training latents", err, 0.0)
     print(f"  initial classifier weights identical: {same_init}; training latents "
           f"{tuple(recorded['X'].shape)}: labels identical {same_y}, max rel diff {err:.1e}")
-    _, history = gzsl.train_classifier(mine, fs.num_classes, recipe.classifier,
+    _, history = softmax.train_classifier(mine, fs.num_classes, recipe.classifier,
                                        len(off_history), clf=clf,
-                                       permutation=gzsl.official_permutation)
+                                       permutation=softmax.official_permutation)
     print(f"  per-epoch S / U / H of each side's own stage from one random state, "
           f"{len(history)} epochs (hyperzsl | official):")
     for e, (h_m, h_o) in enumerate(zip(history, off_history)):
@@ -383,7 +384,7 @@ def stage_to_tolerance(verdict, model, prep, recipe, recorded, off_history, per_
     # the training latents: same rows, same mu and sigma, one epsilon per row
     seen = torch.as_tensor(np.unique(fs.labels[fs.splits["trainval"]]))
     torch.manual_seed(seed + 2)
-    mine = gzsl.build_classifier_data(model, prep.features, prep.labels, prep.side,
+    mine = samples.build_classifier_data(model, prep.features, prep.labels, prep.side,
                                       prep.splits, recipe.classifier, seen,
                                       unseen, IMAGE)
     same_labels = torch.equal(mine.train_y, recorded["Y"])
@@ -393,7 +394,7 @@ def stage_to_tolerance(verdict, model, prep, recipe, recorded, off_history, per_
     rows = []
     for c in seen.tolist():
         r = tv[prep.labels[tv] == c]
-        rows.append(gzsl.select_rows(r, recipe.classifier.seen_samples, "first_n", None))
+        rows.append(samples.select_rows(r, recipe.classifier.seen_samples, "first_n", None))
     q_img = model.encode(IMAGE, prep.features[torch.cat(rows)])
     q_side = model.encode(SIDE, prep.side[SIDE][unseen].repeat_interleave(
         recipe.classifier.unseen_samples, 0))
@@ -411,12 +412,12 @@ def stage_to_tolerance(verdict, model, prep, recipe, recorded, off_history, per_
               f"(max dev official {spread_off:.1e}, hyperzsl {spread_mine:.1e}); eps mean/std "
               f"official {float(e_o.mean()):+.3f}/{float(e_o.std()):.3f}, hyperzsl "
               f"{float(e_m.mean()):+.3f}/{float(e_m.std()):.3f}")
-    data = gzsl.ClassifierData(recorded["X"], recorded["Y"], codes_s, prep.labels[ts],
+    data = samples.ClassifierData(recorded["X"], recorded["Y"], codes_s, prep.labels[ts],
                                codes_u, prep.labels[tu])
     clf = torch.nn.Linear(recorded["X"].shape[1], fs.num_classes)
     with torch.no_grad():
         clf.weight.copy_(recorded["clf"]), clf.bias.copy_(recorded["clf_b"])
-    _, history = gzsl.train_classifier(data, fs.num_classes, recipe.classifier, epochs, clf=clf,
+    _, history = softmax.train_classifier(data, fs.num_classes, recipe.classifier, epochs, clf=clf,
                                        permutation=lambda e, n_rows: per_epoch[e])
     print(f"  per-epoch S / U / H, {epochs} epochs, same latents, initial weights and "
           f"batch order (hyperzsl | official):")
@@ -430,7 +431,7 @@ def stage_to_tolerance(verdict, model, prep, recipe, recorded, off_history, per_
     # and hyperzsl's own classifier stage, seeded, beside the official one (random streams
     # differ, so this is a distribution check, not a step check)
     torch.manual_seed(seed + 3)
-    _, own = gzsl.train_classifier(mine, fs.num_classes, recipe.classifier, epochs)
+    _, own = softmax.train_classifier(mine, fs.num_classes, recipe.classifier, epochs)
     print(f"  hyperzsl's own latents and shuffles (not compared): S/U/H "
           f"{100 * own[-1]['S']:.2f} / {100 * own[-1]['U']:.2f} / {100 * own[-1]['H']:.2f}")
 

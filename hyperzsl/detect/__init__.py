@@ -1,5 +1,8 @@
-"""OOD detection on latent codes: detectors (outlier score, larger = more OOD), a
-nearest-neighbour index (faiss or torch), metrics and the seen/unseen GZSL gate."""
+"""OOD detection on latent codes: detectors (outlier score, larger = more OOD; each
+registers with ``@REGISTRY.register`` where it is defined), a nearest-neighbour index
+(faiss or torch) and the metrics. The seen/unseen gate that routes GZSL decisions with a
+detector is part of the classifier stage (:mod:`hyperzsl.stage.gate`); the OOD evaluation
+of a trained run is :mod:`hyperzsl.runs.ood`."""
 from .detectors import (
                         DETECTORS,
                         Detector,
@@ -11,7 +14,6 @@ from .detectors import (
                         VMFLikelihoodDetector,
                         build_detector,
 )
-from .gate import BoundaryGate, GateResult, gated_predictions
 from .index import NearestNeighborIndex
 from .metrics import (
                         MetricInputError,
@@ -29,7 +31,7 @@ from .metrics import (
 __all__ = [
     "Detector", "NearestClassDetector", "KNNDetector", "MahalanobisDetector",
     "VMFLikelihoodDetector", "MSPDetector", "EnergyDetector", "DETECTORS", "build_detector",
-    "BoundaryGate", "GateResult", "gated_predictions", "NearestNeighborIndex",
+    "NearestNeighborIndex",
     "MetricInputError", "auroc", "aupr_in", "aupr_out", "fpr_at_tpr_ood_pos",
     "fpr_at_tpr_id_pos", "oscr", "roc_curve", "score_threshold", "ood_metrics",
 ]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import NotFittedError, RecipeError
-from ..registry import Registry, check_options
+from ..registry import DETECTORS as REGISTRY  # every detector by name
+from ..registry import check_options
 from .index import NearestNeighborIndex
 from .metrics import score_threshold
 
@@ -117,6 +118,7 @@ class Detector(abc.ABC):
         """Outlier scores for checked latents."""
 
 
+@REGISTRY.register
 class NearestClassDetector(Detector):
     """Distance to the nearest class prototype (reference/ood.md 4.1).
 
@@ -154,6 +156,7 @@ class NearestClassDetector(Detector):
         return self.index.search(z, 1)[0][:, 0]
 
 
+@REGISTRY.register
 class KNNDetector(Detector):
     """Deep nearest neighbours (Sun et al., ICML 2022): score = ||z^ - z^_(k)||, the
     Euclidean distance from the normalised latent to its k-th nearest normalised training
@@ -186,6 +189,7 @@ class KNNDetector(Detector):
         return (2.0 * one_minus_cos).sqrt()
 
 
+@REGISTRY.register
 class MahalanobisDetector(Detector):
     """Minimum Mahalanobis distance to the class means under one shared covariance
     (Lee et al., NeurIPS 2018): score = min_c (z - mu_c)^T Sigma^-1 (z - mu_c), with
@@ -232,6 +236,7 @@ class MahalanobisDetector(Detector):
         return self.index.search(whitened, 1)[0][:, 0]
 
 
+@REGISTRY.register
 class VMFLikelihoodDetector(Detector):
     """Best class log-likelihood under per-class von Mises-Fisher densities (SIREN-style):
     score = -max_c [log C_m(kappa_c) + kappa_c mu_c . z^].
@@ -271,6 +276,7 @@ class VMFLikelihoodDetector(Detector):
         return _by_rows(block, z).to(z.dtype)
 
 
+@REGISTRY.register
 class MSPDetector(Detector):
     """Maximum softmax probability (Hendrycks & Gimpel): score = -max_c softmax(f(z))_c.
     ``classifier`` maps latents to logits (e.g. the latent softmax classifier)."""
@@ -289,6 +295,7 @@ class MSPDetector(Detector):
         return _by_rows(lambda rows: -self.classifier(rows).softmax(dim=1).amax(dim=1), z)
 
 
+@REGISTRY.register
 class EnergyDetector(Detector):
     """Free energy (Liu et al., NeurIPS 2020): score = E(z) = -T logsumexp(f(z) / T);
     the paper's ID score is -E."""
@@ -310,10 +317,6 @@ class EnergyDetector(Detector):
         return _by_rows(lambda rows: -t * torch.logsumexp(self.classifier(rows) / t, dim=1), z)
 
 
-REGISTRY: Registry[type[Detector]] = Registry("detector")
-for _cls in (NearestClassDetector, KNNDetector, MahalanobisDetector, VMFLikelihoodDetector,
-             MSPDetector, EnergyDetector):
-    REGISTRY.register(_cls)
 DETECTORS = REGISTRY.as_dict()   # a snapshot of the built-ins, for code that iterates them
 detector_class = REGISTRY.get
 
@@ -339,35 +342,3 @@ def make_detector(name: str, geometry: str, classifier, options: dict | None = N
     if "geometry" in params:
         options.setdefault("geometry", geometry)
     return build_detector(cls, **options)
-
-
-def detector_specs(entries) -> list[tuple[str, str, dict]]:
-    """(label, name, options) for each entry of a detector list: a bare name or a mapping
-    / DetectorEntry with ``name``, ``options`` and an optional ``label``. Unknown names,
-    unknown options and repeated labels are named errors."""
-    specs, seen = [], set()
-    for i, entry in enumerate(entries):
-        try:
-            specs.append(_detector_spec(entry, seen))
-        except RecipeError as exc:
-            raise RecipeError(f"[{i}]: {exc}") from None
-    return specs
-
-
-def _detector_spec(entry, seen: set) -> tuple[str, str, dict]:
-    """(label, name, options) of one entry; ``seen``: the labels so far."""
-    if isinstance(entry, str):
-        name, options, label = entry, {}, entry
-    else:
-        get = entry.get if isinstance(entry, dict) else lambda k, d=None: getattr(entry, k, d)
-        name, options = get("name"), dict(get("options") or {})
-        label = get("label") or name
-    cls = detector_class(name)
-    params = [p for p in inspect.signature(cls.__init__).parameters
-              if p not in ("self", "classifier")]
-    check_options("detector", name, options, params)
-    if label in seen:
-        raise RecipeError(f"'{label}' is listed twice; give entries of one detector "
-                          f"distinct 'label's")
-    seen.add(label)
-    return label, name, options

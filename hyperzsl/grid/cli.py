@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
+from ..compare import compare
 from ..errors import HyperzslError
+from .driver import run_grid
+from .executors import grid_executor
+from .spec import load_grid
+from .worker import interrupt_on_signals
 
 
 def grid_main(argv: list[str] | None = None) -> int:
-    from ..compare import compare
-    from .driver import run_grid
-    from .executors import grid_executor
-    from .spec import load_grid
-
     p = argparse.ArgumentParser(
         prog="hyperzsl-grid",
         description="Run a grid of recipes (variants x sweeps x seeds), resumably, on a "
@@ -31,9 +32,6 @@ def grid_main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true",
                    help="check and list the expanded runs, run nothing")
     args = p.parse_args(argv)
-    import signal
-
-    from .worker import interrupt_on_signals
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     interrupt_on_signals()                   # SIGTERM stops the workers cleanly too
     try:

@@ -93,6 +93,8 @@ class LocalExecutor:
 
 
 def _ray_task(task: dict, log_path: str, threads: int, device: str | None) -> dict:
+    # imported where the Ray worker runs the task, so that pickling this function ships
+    # no torch state and the driver's Ray actor starts without the training stack
     from .worker import execute_task
     return execute_task(task, log_path, threads, device)
 

@@ -16,8 +16,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..data.prepare import pin_paths
 from ..errors import GridError, RecipeError
 from ..recipe import load_recipe, recipe_to_dict
+from ..recipe.schema import _terms_factory
 from ..registry import suggestion
 from ..report import read_yaml
 
@@ -193,7 +195,6 @@ def portable(recipe: dict) -> dict:
     """The recipe without loss terms left at their registered defaults: a worker process
     fills in its own registered terms, and need not know plugins the driver imported
     (a term a run turns on must of course be importable there)."""
-    from ..recipe import _terms_factory
     defaults = {name: dataclasses.asdict(w) for name, w in _terms_factory().items()}
     terms = recipe["train"]["terms"]
     recipe["train"]["terms"] = {name: value for name, value in terms.items()
@@ -204,7 +205,6 @@ def portable(recipe: dict) -> dict:
 def _absolute_paths(recipe) -> None:
     """Data and OOD paths absolute, so that a worker in another folder (a Ray worker)
     finds them."""
-    from ..pipeline import pin_paths
     pin_paths(recipe)
     if recipe.data.path:
         recipe.data.path = os.path.abspath(recipe.data.path)

@@ -6,19 +6,28 @@ only the classifier stage on that VAE. The same function runs in a local worker 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
 
 import torch
+import yaml
 
 from .. import report
+from ..data.protocol import transfer_shots
 from ..errors import HyperzslError
-from ..recipe import recipe_from_dict, recipe_identity, recipe_to_dict
+from ..recipe import dump_recipe, recipe_from_dict, recipe_identity, recipe_to_dict
+from ..runs import evaluate_run, load_run, resume_run, run_recipe
+from ..runs.calibrated import finished_run, validation_recipe
+from ..runs.folder import RunLog, code_fingerprint, finish_run, write_results
+from ..stage.run import run_classifier_stage
+from ..training.build import select_device
 
 _read = report.read_json_if_present
 
@@ -29,7 +38,6 @@ def schema(recipe: dict) -> dict:
 
 
 def saved_recipe(run_dir: str) -> dict | None:
-    import yaml
     try:
         with open(os.path.join(run_dir, "recipe.yaml")) as fh:
             return recipe_to_dict(recipe_from_dict(yaml.safe_load(fh)))
@@ -67,7 +75,6 @@ def run_state(spec: dict) -> str:
 def _clear_partial(spec: dict) -> None:
     """Remove what an interrupted run left, keeping a calibrated run's finished stages
     (its validation run and choice) and a resumable checkpoint."""
-    from ..calibrate import finished_run, validation_recipe
     run_dir = spec["dir"]
     recipe = recipe_from_dict(spec["recipe"])
     keep = set()
@@ -86,7 +93,6 @@ def _clear_partial(spec: dict) -> None:
 
 
 def _resumable(run_dir: str) -> bool:
-    from ..runs import code_fingerprint
     path = os.path.join(run_dir, "checkpoint.pt")
     if not os.path.isfile(path):
         return False
@@ -99,8 +105,6 @@ def _resumable(run_dir: str) -> bool:
 
 def _train(spec: dict, device) -> str:
     """Train, resume or finish one run; returns which."""
-    from ..calibrate import calibrated_run, finished_run
-    from ..runs import resume_run, train_run
     run_dir = spec["dir"]
     recipe = recipe_from_dict(spec["recipe"])
     how = "trained"
@@ -119,19 +123,15 @@ def _train(spec: dict, device) -> str:
             _clear_partial(spec)
     if how in ("trained", "completed"):
         os.makedirs(run_dir, exist_ok=True)
-        if recipe.calibration.enabled:
-            calibrated_run(recipe, run_dir, device)      # reuses its finished stages
-        elif not finished_run(run_dir, recipe):
-            train_run(recipe, run_dir, device)
+        if recipe.calibration.enabled or not finished_run(run_dir, recipe):
+            run_recipe(recipe, run_dir, device)      # a calibration reuses its finished stages
     if spec.get("ood") and not os.path.isfile(os.path.join(run_dir, "ood.json")):
         _ood(run_dir, device)
     return how
 
 
 def _ood(run_dir: str, device) -> None:
-    from ..cli import eval_main
-    if eval_main([run_dir, "--ood", "--device", str(device)]) != 0:
-        raise HyperzslError(f"hyperzsl-eval --ood failed on {run_dir} (see its log)")
+    evaluate_run(run_dir, device=device, ood=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -144,9 +144,6 @@ def _link_or_copy(src: str, dst: str) -> None:
 def stage_data(recipe, prep):
     """The VAE run's prepared data with this recipe's few-shot split (the shots come from
     test_unseen; the VAE never trained on them)."""
-    import dataclasses
-
-    from ..gzsl import transfer_shots
     p = recipe.protocol
     seed = p.shots_seed if p.shots_seed is not None else recipe.seed
     return dataclasses.replace(prep, splits=transfer_shots(prep.fs.splits, prep.fs.labels,
@@ -157,9 +154,6 @@ def stage_only_run(spec: dict, vae_dir: str, loaded) -> None:
     """A run folder for a recipe that differs from the VAE run's only in the classifier
     stage: the stage rerun on that VAE (seeded on its own, so these are the numbers a
     full run of this recipe gives), the checkpoint linked so hyperzsl-eval reads it."""
-    from ..pipeline import run_classifier_stage
-    from ..recipe import dump_recipe
-    from ..runs import RunLog, write_results
     run_dir = spec["dir"]
     if os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
@@ -185,9 +179,7 @@ def stage_only_run(spec: dict, vae_dir: str, loaded) -> None:
     metrics.update(seed=recipe.seed, mode=recipe.mode, family=recipe.model.family,
                    vae_from=info["vae_from"], stage_seconds=time.perf_counter() - t0)
     write_results(run_dir, recipe, metrics, None, log)
-    info.update(status="done", result=metrics["result"],
-                finished=_dt.datetime.now().isoformat(timespec="seconds"))
-    report.write_json(os.path.join(run_dir, "run.json"), info)
+    finish_run(run_dir, info, result=metrics["result"])
     log.close()
     if spec.get("ood"):
         _ood(run_dir, prep.device)
@@ -197,8 +189,6 @@ def execute_task(task: dict, log_path: str | None = None, threads: int | None = 
                  device: str | None = None) -> dict:
     """Run a task's runs; returns {run id: {state, seconds, result}}. Raises on failure
     (the executor retries the task; its finished runs are then skipped)."""
-    from ..pipeline import select_device
-    from ..runs import load_run
     if task.get("cwd") and os.path.isdir(task["cwd"]):
         os.chdir(task["cwd"])
     if threads:
@@ -241,8 +231,6 @@ def interrupt_on_signals() -> None:
     """SIGINT and SIGTERM raise KeyboardInterrupt, so that a run stopped by the driver
     (or by a user) records ``interrupted`` and keeps its last checkpoint, even in a
     process started in the background, where SIGINT is ignored by default."""
-    import signal
-
     def stop(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
     signal.signal(signal.SIGINT, stop)

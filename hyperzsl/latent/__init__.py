@@ -1,15 +1,17 @@
-"""Latent families by name. Third parties add their own with ``register_family``."""
+"""Latent families by name: one module per family behind :class:`LatentFamily`, the
+distributions apart from the plug-ins (``sphere``, ``wood``, ``von_mises_fisher``,
+``power_spherical``), and ``bessel`` the pure-torch core. Each family registers itself
+where it is defined (``@register_family``); third parties do the same."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..registry import Registry
+from ..registry import FAMILIES
 from .base import LatentFamily
 from .gaussian import GaussianFamily
 from .power_spherical import PowerSphericalFamily
-from .vmf import VMFFamily
+from .vmf import SphericalFamily, VMFFamily
 
-FAMILIES: Registry[type[LatentFamily]] = Registry("latent family")
 register_family = FAMILIES.register      # a decorator: @register_family above the class
 family_class = FAMILIES.get
 available_families = FAMILIES.names
@@ -21,10 +23,6 @@ def build_family(name: str, latent_dim: int, mode: str = "clean",
     return cls(latent_dim, **cls.resolve_options(mode, dict(options or {})))
 
 
-register_family(GaussianFamily)
-register_family(VMFFamily)
-register_family(PowerSphericalFamily)
-
-__all__ = ["LatentFamily", "GaussianFamily", "VMFFamily", "PowerSphericalFamily",
-           "FAMILIES", "register_family", "build_family",
+__all__ = ["LatentFamily", "GaussianFamily", "VMFFamily", "SphericalFamily",
+           "PowerSphericalFamily", "FAMILIES", "register_family", "build_family",
            "family_class", "available_families"]

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.distributions import Independent, Normal
 
 from ..errors import RecipeError
+from ..registry import FAMILIES
 from .base import LatentFamily
 
 SAMPLE_SCALES = ("exp_half_logvar", "exp_logvar")
@@ -30,6 +31,7 @@ class DiagonalGaussian(Independent):
         return self.base_dist.loc
 
 
+@FAMILIES.register
 class GaussianFamily(LatentFamily):
     name = "gaussian"
     geometry = "euclidean"

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.distributions import Gamma
 from torch.distributions.kl import register_kl
 
+from ..registry import FAMILIES
 from .bessel import (
     SlopeFunction,
     bessel_parts,
@@ -23,17 +24,17 @@ from .bessel import (
     mean_resultant_length,
     one_minus_mrl,
 )
-from .vmf import (
+from .sphere import (
     HypersphericalUniform,
     SphericalDistribution,
-    SphericalFamily,
-    VonMisesFisher,
     assemble,
     broadcast_batch,
     half_chord2,
     safe_sqrt,
     same_ambient_dim,
 )
+from .vmf import SphericalFamily
+from .von_mises_fisher import VonMisesFisher
 
 NEWTON_STEPS = 6     # from Banerjee's start, Newton in log kappa converges to float64 in <= 5
 
@@ -186,6 +187,7 @@ def kappa_ps_to_vmf(m: int, kappa: Tensor) -> Tensor:
 # ----------------------------------------------------------------------------------------
 # Family
 # ----------------------------------------------------------------------------------------
+@FAMILIES.register
 class PowerSphericalFamily(SphericalFamily):
     """Power Spherical posteriors, uniform prior on S^{m-1} (latent_dim = m); same head and
     options as ``vmf`` minus the sampler ones (sampling is exact, nothing to correct).

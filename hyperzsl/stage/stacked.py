@@ -2,9 +2,9 @@
 
 Trained one after another, K replicas' stages cost K times a stage that is mostly small
 steps (on a GPU, launches). Here replica k samples its latent training data and
-initialises its layer from its own stream exactly as a single run does (``fit_stage``:
+initialises its layer from its own stream exactly as a single run does (:func:`hyperzsl.stage.run.fit_stage`:
 seed + 1), shuffles with its own generator drawn from that stream, and then all K layers
-train together as one :class:`~hyperzsl.replicas.StackedLinear` with one Adam
+train together as one :class:`~hyperzsl.training.stacked.StackedLinear` with one Adam
 (elementwise, so K independent Adams) on a per-replica mean loss. Replica k's result does
 not depend on K or on the other replicas, so ``hyperzsl-eval`` of a replica's run folder
 reruns this stage with K = 1 and reproduces it.
@@ -15,9 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .gzsl import evaluate, new_classifier
-from .replicas import StackedLinear
-from .stage import SoftmaxStrategy, StageInputs
+from ..data.prepare import IMAGE
+from ..recipe import classifier_epochs
+from ..training.stacked import StackedLinear
+from .base import StageInputs
+from .run import stage_classes, test_codes
+from .softmax import SoftmaxStrategy, evaluate, new_classifier
 
 
 def stacks_stage(recipe) -> bool:
@@ -39,7 +42,6 @@ class _Slice:
 def fit_stacked_softmax(recipes, models, prep) -> list[tuple[SoftmaxStrategy, list, tuple]]:
     """(strategy, per-epoch history, test codes) per replica, as ``pipeline.fit_stage``
     returns for one run."""
-    from .pipeline import IMAGE, classifier_epochs, stage_classes, test_codes
     seen, unseen = stage_classes(prep)
     epochs = {classifier_epochs(r) for r in recipes}
     if len(epochs) != 1 or len({(r.classifier.lr, tuple(r.classifier.betas),

@@ -1,5 +1,6 @@
 """The one decision rule: class scores -> predicted classes, for the paper's argmax,
-calibrated stacking and the seen/unseen gate alike (README "Classifier stage")."""
+calibrated stacking and the seen/unseen gate alike, and the stacking constants worth
+trying on validation scores."""
 from __future__ import annotations
 
 import torch
@@ -24,3 +25,19 @@ def decide(scores: Tensor, seen: Tensor, unseen: Tensor, stacking: float = 0.0,
         scores = scores.clone()
         scores[:, seen] -= stacking
     return scores.argmax(1)
+
+
+def stacking_candidates(scores: Tensor, seen: Tensor, unseen: Tensor,
+                        n: int = 200) -> list[float]:
+    """Stacking constants worth trying on these (validation) scores: 0 and the midpoints
+    between ``n`` quantiles of the per-sample margin max_seen - max_unseen, the points
+    where decisions change (the H curve is constant between them); negative values move
+    predictions towards the seen classes."""
+    margin = (scores[:, seen].max(1).values - scores[:, unseen].max(1).values).double()
+    margin = margin[torch.isfinite(margin)]
+    if margin.numel() == 0:
+        return [0.0]
+    q = torch.quantile(margin.cpu(), torch.linspace(0, 1, n + 1, dtype=torch.float64))
+    q = torch.unique(q)
+    mids = [float(q[0]) - 1e-6] + ((q[1:] + q[:-1]) / 2).tolist() + [float(q[-1]) + 1e-6]
+    return [0.0] + sorted(mids, key=abs)      # ties in H go to the smallest adjustment

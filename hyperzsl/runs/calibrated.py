@@ -9,7 +9,7 @@
    numbers of the same run.
 
 Only validation rows reach the selection: the validation FeatureSet has no test split
-(tests/test_calibrate.py poisons the test rows and checks the choice does not move).
+(tests/test_pipeline.py poisons the test rows and checks the choice does not move).
 A finished stage (same recipe up to ``name`` and ``calibration``) is reused, so an
 interrupted calibration resumes where it stopped.
 """
@@ -22,11 +22,15 @@ import os
 import torch
 import yaml
 
-from . import report
-from .errors import HyperzslError
-from .pipeline import Prepared, fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes
-from .recipe import GateConfig, Recipe, dump_recipe, recipe_from_dict, recipe_identity
-from .stage import Gate, stacking_candidates
+from .. import report
+from ..data.prepare import Prepared
+from ..errors import HyperzslError
+from ..recipe import GateConfig, Recipe, dump_recipe, recipe_from_dict, recipe_identity
+from ..stage.decision import stacking_candidates
+from ..stage.gate import Gate
+from ..stage.run import fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes
+from .folder import RunLog, finish_run, write_results
+from .train import load_run, train_run
 
 HOW = ("chosen by the best H on the validation split (train_loc minus a held-out share of "
        "each class's images as seen, val_loc classes as unseen), never on test")
@@ -123,11 +127,6 @@ def calibrated_run(recipe: Recipe, run_dir: str, device: torch.device,
     """The three steps above; run_dir is the test run, run_dir/validation the validation
     run (its held-out images drawn with ``split_seed``, default the recipe's seed).
     Returns the test metrics (``result`` calibrated, ``uncalibrated`` beside it)."""
-    from .runs import RunLog, load_run, train_run, write_results
-    if recipe.calibration.ensemble > 1:
-        from .ensemble import ensemble_run
-        return ensemble_run(recipe, run_dir, device)
-
     own = {"validation", "calibration.json", "calibration.md"}
     if os.path.isdir(run_dir) and not finished_run(run_dir, recipe) and \
             set(os.listdir(run_dir)) - own:
@@ -175,10 +174,7 @@ def calibrated_run(recipe: Recipe, run_dir: str, device: torch.device,
     # the recipe that produced metrics.json (a reused trainval run may have been trained
     # under another calibration grid, or none)
     report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
-    with open(os.path.join(run_dir, "run.json")) as fh:
-        info = json.load(fh)
-    info.update(result=metrics["result"], uncalibrated=uncalibrated, calibration=record)
-    report.write_json(os.path.join(run_dir, "run.json"), info)
+    finish_run(run_dir, result=metrics["result"], uncalibrated=uncalibrated, calibration=record)
     out(f"calibrated (knobs {HOW}): " + ", ".join(
         f"{k} {100 * v:.2f}" for k, v in metrics["result"].items()) + " | uncalibrated: "
         + ", ".join(f"{k} {100 * v:.2f}" for k, v in uncalibrated.items()))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .latent.base import LatentFamily
+from ..latent.base import LatentFamily
 
 INIT_GAIN = 0.5
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import report
-from .decision import decide
-from .detect import gated_predictions, ood_metrics, roc_curve, score_threshold
-from .detect.detectors import REGISTRY, detector_specs, make_detector
-from .detect.gate import per_class_thresholds
-from .gzsl import harmonic_mean, per_class_accuracy
+from .. import report
+from ..detect.detectors import REGISTRY, make_detector
+from ..detect.metrics import ood_metrics, roc_curve, score_threshold
+from ..recipe import detector_specs
+from ..stage.decision import decide
+from ..stage.gate import gated_predictions, per_class_thresholds
+from ..stage.metrics import harmonic_mean, per_class_accuracy
 
 
 def default_detectors() -> tuple[str, ...]:

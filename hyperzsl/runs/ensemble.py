@@ -13,18 +13,20 @@ tinyimagenet-zsl-dev; README "Classifier stage and calibration").
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import json
 import math
 import os
 
 import torch
 
-from . import report
-from .decision import decide
-from .pipeline import fit_stage, stage_classes
-from .recipe import dump_recipe
-from .stage import gzsl_metrics, stacking_candidates
+from .. import report
+from ..recipe import dump_recipe
+from ..stage.decision import decide, stacking_candidates
+from ..stage.metrics import gzsl_metrics
+from ..stage.run import fit_stage, stage_classes
+from .calibrated import calibrated_run
+from .folder import RunLog, finish_run
+from .train import load_run
 
 HOW = ("members' knobs chosen on their validation runs; the ensemble's stacking constant "
        "by H on the validation split (the members' validation VAEs); never on test")
@@ -40,7 +42,6 @@ def member_recipe(recipe, i: int):
 def member_log_probs(run_dir: str, spread: float, device) -> tuple:
     """(log p(c | test_seen), log p(c | test_unseen)), labels and classes of a member's
     split, its stage refitted with ``spread``."""
-    from .runs import load_run
     recipe, model, prep, _ = load_run(run_dir, device=device)
     recipe.classifier.unseen_spread = spread
     recipe.classifier.stacking, recipe.classifier.gate = 0.0, None
@@ -72,8 +73,6 @@ def result(avg: tuple, stacking: float) -> dict:
 def ensemble_run(recipe, run_dir: str, device) -> dict:
     """Train (or reuse) the K calibrated members, then choose the ensemble's stacking on
     validation and report test. Returns the metrics written to RUN/metrics.json."""
-    from .calibrate import calibrated_run
-    from .runs import RunLog
     k = recipe.calibration.ensemble
     os.makedirs(run_dir, exist_ok=True)
     log = RunLog(os.path.join(run_dir, "train.log"))
@@ -111,11 +110,9 @@ def ensemble_run(recipe, run_dir: str, device) -> dict:
         [{"run": f"member seed {m['seed']}", **m["result"]} for m in members],
         ["run", "S", "U", "H"], f"{recipe.name} (seeds {recipe.seed}-{recipe.seed + k - 1})")
     report.atomic_write_text(os.path.join(run_dir, "table.md"), table)
-    report.write_json(os.path.join(run_dir, "run.json"), {
-        "status": "done", "seed": recipe.seed, "mode": recipe.mode, "ensemble": k,
-        "members": [m["dir"] for m in members], "result": calibrated,
-        "uncalibrated": plain, "calibration": {"how": HOW, "stacking": best["stacking"]},
-        "finished": _dt.datetime.now().isoformat(timespec="seconds")})
+    finish_run(run_dir, {"seed": recipe.seed, "mode": recipe.mode, "ensemble": k},
+               members=[m["dir"] for m in members], result=calibrated, uncalibrated=plain,
+               calibration={"how": HOW, "stacking": best["stacking"]})
     log("\n" + table)
     log(f"ensemble of {k} (stacking {HOW}): " + ", ".join(
         f"{key} {100 * v:.2f}" for key, v in calibrated.items()))

@@ -10,20 +10,18 @@ per epoch). It reads nothing back to the host, so on CUDA it is captured once wi
 
 Terms whose warm-up weight is still 0 are computed and multiplied by 0 rather than
 skipped, which adds exact zeros: on CPU the eager static step reproduces the plain loop
-bit for bit (tests/test_captured.py). The vMF family samples with its sync-free rejection
+bit for bit (tests/test_captured.py). It plugs into the one epoch loop,
+:func:`hyperzsl.training.loop.run_epochs`. The vMF family samples with its sync-free rejection
 sampler under capture.
 """
 from __future__ import annotations
 
-import math
-import time
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from .errors import RecipeError
-from .training import batch_indices, check_finite, epoch_record
+from ..errors import RecipeError
 
 WARMUP_STEPS = 3        # eager steps on a side stream before capture (torch.cuda.graphs)
 
@@ -41,17 +39,6 @@ def resolve_capture(recipe, device: torch.device) -> tuple[bool, str]:
         raise RecipeError(f"train.capture: true replays a CUDA graph, but the device is "
                           f"{device}; set device: cuda, or train.capture: false")
     return True, "captured CUDA graph (train.capture: true)"
-
-
-def epoch_rows(n: int, batch_size: int, batching: str, device) -> Tensor:
-    """(steps, batch) row indices of one epoch, all of one size (a graph has fixed
-    shapes): ``shuffled_epochs`` refills its last batch from the start of the pass."""
-    steps = math.ceil(n / batch_size)
-    if batching == "shuffled_epochs":
-        perm = torch.randperm(n, device=device)
-        pad = steps * batch_size - n
-        return torch.cat([perm, perm[:pad]]).view(steps, batch_size)
-    return torch.stack(batch_indices(n, batch_size, batching, device))
 
 
 class StaticStep:
@@ -136,30 +123,3 @@ class StaticStep:
         sums = torch.stack([self.loss_sum, *self.part_sums.values()]).tolist()
         means = [[v / steps for v in s] if isinstance(s, list) else s / steps for s in sums]
         return means[0], dict(zip(self.part_sums, means[1:]))
-
-
-def fit_captured(model, objective, features: Tensor, labels: Tensor,
-                 side: dict[str, Tensor], cfg, optimizer, start_epoch: int = 0,
-                 image: str = "image", on_epoch: Callable[[int, dict], None] | None = None,
-                 log: Callable[[str], None] = print, capture: bool = True) -> list[dict]:
-    """training.fit's loop on a :class:`StaticStep` (``capture``: replay a CUDA graph)."""
-    n = features.shape[0]
-    step = StaticStep(model, objective, optimizer, features, labels, side, image,
-                      (cfg.batch_size,))
-    history = []
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        step.start_epoch(epoch)
-        rows_all = epoch_rows(n, cfg.batch_size, cfg.batching, features.device)
-        for rows in rows_all:
-            step.run(rows, capture)
-        steps = rows_all.shape[0]
-        mean_loss, parts = step.epoch_means(steps)
-        check_finite(mean_loss, epoch)
-        weights = objective.weights_at(epoch)
-        parts = {k: v for k, v in parts.items() if k == "reconstruction" or weights[k] > 0}
-        record = epoch_record(epoch, mean_loss, parts, objective, t0, steps, cfg, log)
-        history.append(record)
-        if on_epoch:
-            on_epoch(epoch, record)
-    return history

@@ -1,92 +1,32 @@
-"""Run folders: what ``hyperzsl-train`` writes and ``hyperzsl-eval`` reads.
-
-    RUN/recipe.yaml      the resolved recipe (every switch explicit)
-    RUN/run.json         seed, device, versions, family, data summary, status
-    RUN/train.log        everything printed
-    RUN/checkpoint.pt    model + optimiser after the last *complete* checkpointed epoch
-    RUN/metrics.json     S/U/H (or ZSL accuracy), per-epoch histories
-    RUN/table.md         the readable result table
-    RUN/training.png     loss terms and classifier metrics per epoch
-"""
+"""Training a run folder, resuming an interrupted one, and loading a saved one."""
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
-import sys
 import time
 
 import torch
 import yaml
 
-from . import report
-from .captured import resolve_capture
-from .errors import HyperzslError
-from .pipeline import IMAGE, build_model, build_objective, pin_paths, prepare, run_classifier_stage
-from .recipe import Recipe, dump_recipe, recipe_from_dict
-from .training import atomic_torch_save, fit, make_optimizer
-
-
-class RunLog:
-    """Prints and appends to RUN/train.log (flushed per line, so a crash keeps it)."""
-
-    def __init__(self, path: str | None):
-        self.fh = open(path, "a") if path else None
-
-    def __call__(self, msg: str) -> None:
-        print(msg, flush=True)
-        if self.fh:
-            self.fh.write(msg + "\n")
-            self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh:
-            self.fh.close()
-
-
-def default_run_dir(recipe: Recipe, root: str = "runs") -> str:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join(root, f"{recipe.name}-seed{recipe.seed}-{stamp}")
-
-
-def result_rows(metrics: dict, label: str) -> list[dict]:
-    return [{"run": label, **metrics["result"]}]
-
-
-def code_fingerprint() -> str:
-    """A hash of the package's source files: a resumed run must run the same code."""
-    import hashlib
-    root = os.path.dirname(os.path.abspath(__file__))
-    h = hashlib.sha256()
-    for folder, _, files in sorted(os.walk(root)):
-        for name in sorted(f for f in files if f.endswith(".py")):
-            with open(os.path.join(folder, name), "rb") as fh:
-                h.update(name.encode() + fh.read())
-    return h.hexdigest()[:16]
-
-
-def rng_state() -> dict:
-    """Every random stream training draws from (batches, epsilons and the classifier
-    stage use torch's global generator; numpy and Python's are saved too)."""
-    import random
-
-    import numpy as np
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+from .. import report
+from ..data.prepare import IMAGE, pin_paths, prepare
+from ..errors import HyperzslError
+from ..recipe import Recipe, dump_recipe, recipe_from_dict
+from ..stage.run import run_classifier_stage
+from ..training.build import build_model, build_objective, make_optimizer, select_device
+from ..training.captured import resolve_capture
+from ..training.loop import fit
+from .folder import (
+    RunLog,
+    atomic_torch_save,
+    code_fingerprint,
+    finish_run,
+    rng_state,
+    set_rng_state,
+    start_record,
+    write_results,
+)
 
 
 def train_run(recipe: Recipe, run_dir: str, device: torch.device,
@@ -105,22 +45,18 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     objective = build_objective(recipe)
     os.makedirs(run_dir, exist_ok=True)
     log = RunLog(os.path.join(run_dir, "train.log"))
-    info = {"status": "training", "seed": recipe.seed, "mode": recipe.mode,
-            "device": str(device), "family": model.family.describe(),
-            "data": prep.fs.summary(), "environment": report.environment(),
-            "code": code_fingerprint(), "training_step": capture_why,
-            "started": _dt.datetime.now().isoformat(timespec="seconds"),
-            "command": " ".join(sys.argv)}
+    extra = {}
     if resume is not None:
         with open(os.path.join(run_dir, "run.json")) as fh:
             previous = json.load(fh)
-        info["started"] = previous.get("started", info["started"])
-        info["resumed"] = previous.get("resumed", []) + [{
+        extra["resumed"] = previous.get("resumed", []) + [{
             "at": _dt.datetime.now().isoformat(timespec="seconds"),
             "from_epoch": resume["epoch"], "code_changed": resume.get("code_changed", False),
             "recipe_changed": resume.get("recipe_changed", False)}]
-    report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
-    report.write_json(os.path.join(run_dir, "run.json"), info)
+    info = start_record(run_dir, recipe, device, model, prep, capture_why, **extra)
+    if resume is not None and previous.get("started"):
+        info["started"] = previous["started"]
+        report.write_json(os.path.join(run_dir, "run.json"), info)
     log(f"hyperzsl {info['environment']['hyperzsl']} | {recipe.name} | mode {recipe.mode} | "
         f"family {model.family.name} | device {device} | seed {recipe.seed}")
     log(f"data: {prep.fs.summary()}")
@@ -178,9 +114,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     metrics.update(vae_history=history, train_seconds=train_seconds, seed=recipe.seed,
                    mode=recipe.mode, family=model.family.name)
     write_results(run_dir, recipe, metrics, history, log)
-    info.update(status="done", finished=_dt.datetime.now().isoformat(timespec="seconds"),
-                result=metrics["result"])
-    report.write_json(os.path.join(run_dir, "run.json"), info)
+    finish_run(run_dir, info, result=metrics["result"])
     log.close()
     return metrics
 
@@ -191,7 +125,6 @@ def resume_run(run_dir: str, device: torch.device | None = None, force: bool = F
     every random stream and the epoch, so that on CPU it ends with the same checkpoint
     and numbers as an uninterrupted run. A finished run is refused; so is one whose code
     changed since it started, unless ``force`` (the run record then says so)."""
-    from .pipeline import select_device
     for name in ("run.json", "recipe.yaml", "checkpoint.pt"):
         if not os.path.isfile(os.path.join(run_dir, name)):
             raise HyperzslError(f"--resume: {os.path.join(run_dir, name)} not found; is "
@@ -225,21 +158,6 @@ def resume_run(run_dir: str, device: torch.device | None = None, force: bool = F
     return train_run(recipe, run_dir, device, resume=ckpt)
 
 
-def write_results(run_dir: str, recipe: Recipe, metrics: dict, history: list[dict] | None,
-                  log, name: str = "metrics") -> None:
-    report.write_json(os.path.join(run_dir, f"{name}.json"), metrics)
-    table = report.format_table(result_rows(metrics, recipe.name),
-                                ["run"] + list(metrics["result"]),
-                                f"{recipe.name} ({recipe.mode}, {recipe.model.family}, "
-                                f"seed {recipe.seed})")
-    report.atomic_write_text(os.path.join(run_dir, "table.md" if name == "metrics"
-                                          else f"table_{name}.md"), table)
-    if history is not None:
-        report.plot_training(history, metrics["classifier_history"],
-                             os.path.join(run_dir, "training.png"))
-    log("\n" + table)
-
-
 def load_run(run_dir: str, overrides: list[str] | None = None,
              device: torch.device | None = None, load_ood: bool = False):
     """(recipe, model, prepared data, checkpoint epoch) of a saved run; ``load_ood``
@@ -253,7 +171,6 @@ def load_run(run_dir: str, overrides: list[str] | None = None,
     with open(recipe_path) as fh:
         recipe = recipe_from_dict(yaml.safe_load(fh), overrides)
     recipe.recipe_dir = None
-    from .pipeline import select_device
     device = device or select_device(recipe.device)
     ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
     prep = prepare(recipe, device, load_ood)

@@ -1,6 +1,6 @@
 """The official CADA-VAE training step's float arithmetic, operation for operation.
 
-``train.numerics: official`` swaps :class:`hyperzsl.objective.Objective` for
+``train.numerics: official`` swaps :class:`hyperzsl.training.objective.Objective` for
 :class:`OfficialOrderObjective`: the same loss, written in the order and with the
 expressions of the official ``Model.trainstep`` (reference/cadavae.md section 4), so that
 on the same device a step gives the official gradients bit for bit, not only to float
@@ -16,7 +16,8 @@ code only statistically. What the official step does and the generic objective d
 
 Only the Gaussian family in its faithful form (``exp_logvar`` scale, shared epsilon), two
 modalities (image first) and the three CADA-VAE terms can be written this way; anything
-else is a named RecipeError when the recipe is read (:func:`official_blockers`).
+else is a named RecipeError when the recipe is read
+(:func:`hyperzsl.recipe.resolve.official_blockers`).
 """
 from __future__ import annotations
 
@@ -26,34 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import RecipeError
-from .latent.gaussian import DiagonalGaussian
+from ..errors import RecipeError
+from ..latent.gaussian import DiagonalGaussian
 from .objective import Objective
-
-OFFICIAL_TERMS = ("kl", "cross_reconstruction", "alignment")
-
-
-def official_blockers(recipe) -> list[str]:
-    """Why a recipe's step cannot be written in the official arithmetic (empty: it can)."""
-    from .latent import family_class
-    m, t = recipe.model, recipe.train
-    out = []
-    if m.family != "gaussian":
-        out.append(f"exists only for model.family gaussian, not {m.family!r}")
-    else:
-        opts = family_class(m.family).resolve_options(recipe.mode, m.family_options)
-        if opts.get("sample_scale") != "exp_logvar" or not opts.get("shared_epsilon"):
-            out.append("needs the faithful Gaussian sampler (sample_scale exp_logvar, "
-                       "shared_epsilon true)")
-    extra = sorted(name for name, w in t.terms.items()
-                   if w.enabled and name not in OFFICIAL_TERMS)
-    if extra:
-        out.append(f"writes only the CADA-VAE terms {list(OFFICIAL_TERMS)}, not {extra}")
-    if t.reduction != "sum":
-        out.append("sums every term (train.reduction: sum)")
-    if len(recipe.data.side_info) != 1:
-        out.append("has one side information modality")
-    return out
 
 
 class OfficialOrderObjective(Objective):

@@ -10,23 +10,19 @@ val_loc after fitting on train_loc; the stacking constant by H on the validation
 task (train_loc minus a held-out share of each class as seen, val_loc as unseen, the
 same split hyperzsl's calibration uses); then the model is refitted on trainval and
 scored on test. Nothing is chosen on test. Metrics are hyperzsl's (per-class accuracy,
-hyperzsl.decision.decide).
+hyperzsl.stage.decision.decide).
 
     hyperzsl-baselines RECIPE [--json FILE]
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
 import numpy as np
 import torch
 
-from .decision import decide
-from .errors import DataError, HyperzslError
-from .gzsl import per_class_accuracy, validation_splits
-from .stage import gzsl_metrics, stacking_candidates
+from ..data.protocol import validation_splits
+from ..errors import DataError
+from ..stage.decision import decide, stacking_candidates
+from ..stage.metrics import gzsl_metrics, per_class_accuracy
 
 GRID = [10.0 ** k for k in range(-3, 4)]
 
@@ -115,34 +111,3 @@ def format_rows(results: list[dict]) -> str:
                      f"{100 * u['U']:.1f} | {100 * u['H']:.1f} | {100 * c['S']:.1f} | "
                      f"{100 * c['U']:.1f} | {100 * c['H']:.1f} | {r['stacking']:.3g} |")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from .pipeline import load_data
-    from .recipe import load_recipe
-    p = argparse.ArgumentParser(prog="hyperzsl-baselines", description=__doc__.split("\n")[0])
-    p.add_argument("recipe", help="any recipe; its data are used")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--baseline", action="append", choices=sorted(BASELINES),
-                   help="default: all")
-    p.add_argument("--json", help="write the results here")
-    args = p.parse_args(argv)
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
-        fs = load_data(recipe)
-        results = [run_baseline(name, fs, seed=recipe.seed,
-                                holdout=recipe.protocol.validation_holdout)
-                   for name in args.baseline or sorted(BASELINES)]
-    except HyperzslError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"closed-form baselines on {fs.source} (%, {results[0]['how']})")
-    print(format_rows(results))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

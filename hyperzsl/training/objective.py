@@ -18,9 +18,9 @@ from typing import ClassVar, Mapping
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import RecipeError
+from ..errors import RecipeError
+from ..registry import LOSS_TERMS
 from .model import MultimodalVAE
-from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ class TermContext:
 class LossTerm:
     """A weighted term of the objective. ``default``: its recipe entry when the recipe
     says nothing (enabled, max, start, end); ``needs_latent_classifier``: the model gets
-    one (the pipeline reads this, never the name). Register with ``@LOSS_TERMS.register``."""
+    one (the pipeline reads this, never the name). Register with
+    ``@LOSS_TERMS.register`` where the class is defined."""
 
     name: ClassVar[str] = "abstract"
     default: ClassVar[dict] = {"enabled": False, "max": 1.0, "start": 0, "end": 0}
@@ -106,9 +107,6 @@ class LossTerm:
 
     def __call__(self, ctx: TermContext) -> Tensor:
         raise NotImplementedError
-
-
-LOSS_TERMS: Registry[type[LossTerm]] = Registry("loss term")
 
 
 @LOSS_TERMS.register

@@ -1,0 +1,8 @@
+"""The console scripts, thin over :mod:`hyperzsl.runs`: ``hyperzsl-train``,
+``hyperzsl-eval`` and ``hyperzsl-baselines`` (``hyperzsl-grid`` is :mod:`hyperzsl.grid.cli`,
+``hyperzsl-compare`` :func:`hyperzsl.compare.main`)."""
+from .baselines import baselines_main
+from .evaluate import eval_main
+from .train import train_main
+
+__all__ = ["train_main", "eval_main", "baselines_main"]
