@@ -24,6 +24,8 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 
+import yaml
+
 from . import report
 from .errors import GridError, HyperzslError
 from .registry import suggestion
@@ -61,7 +63,6 @@ def _record(run_dir: str, **labels) -> Record:
 
 
 def _recipe_name(run_dir: str) -> str:
-    import yaml
     try:
         with open(os.path.join(run_dir, "recipe.yaml")) as fh:
             return str(yaml.safe_load(fh).get("name") or os.path.basename(run_dir))
@@ -293,7 +294,7 @@ def paired_markdown(diffs: list[dict]) -> str:
 
 
 def plot_bars(rows: list[dict], metrics: list[str], path: str) -> None:
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: slow to import; Agg needs no display
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -318,7 +319,7 @@ def plot_bars(rows: list[dict], metrics: list[str], path: str) -> None:
 def plot_sweeps(records: list[Record], metrics: list[str], out_dir: str) -> list[str]:
     """For each sweep block: the metric against the first swept key's value, one line per
     base/variant, a band of ±1 std over seeds; the legend gives n per point."""
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: slow to import; Agg needs no display
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

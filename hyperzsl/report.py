@@ -1,10 +1,13 @@
 """Run records: atomic JSON/text writes, the S/U/H table, plots."""
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
 import sys
+
+import yaml
 
 
 def atomic_write(path: str, write, suffix: str = "") -> None:
@@ -28,7 +31,7 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def save_figure(fig, path: str) -> None:
     """A matplotlib figure as PNG, atomically; the figure is closed."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only when a figure is drawn (slow to import)
     fig.tight_layout()
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90), ".png")
@@ -52,7 +55,6 @@ def read_json_if_present(path: str) -> dict | None:
 def read_yaml(path: str, error, what: str):
     """A YAML file's content; ``error`` (an exception class) names the file when it is
     not valid YAML."""
-    import yaml
     with open(path) as fh:
         try:
             return yaml.safe_load(fh)
@@ -67,12 +69,16 @@ def read_json(path: str):
 
 def environment() -> dict:
     """Library versions and machine facts stored with every run."""
+    # imported here, not at the top: the ground floor stays light for commands that never
+    # train (hyperzsl-compare, the grid driver)
     import numpy
     import scipy
     import torch
-
-    from . import __version__
-    info = {"hyperzsl": __version__, "python": sys.version.split()[0],
+    try:
+        version = importlib.metadata.version("hyperzsl")
+    except importlib.metadata.PackageNotFoundError:     # run from a source tree
+        version = "unknown (not installed)"
+    info = {"hyperzsl": version, "python": sys.version.split()[0],
             "platform": platform.platform(), "torch": torch.__version__,
             "numpy": numpy.__version__, "scipy": scipy.__version__,
             "cuda": torch.version.cuda if torch.cuda.is_available() else None,
@@ -99,7 +105,7 @@ def format_table(rows: list[dict], columns: list[str], title: str = "") -> str:
 
 def plot_training(history: list[dict], clf_history: list[dict], path: str) -> None:
     """VAE loss terms per epoch and the classifier's test metrics per epoch."""
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: slow to import; Agg needs no display
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -149,7 +149,7 @@ def plot_ood(result: dict, path_prefix: str,
              labels: tuple[str, str] = ("seen (ID)", "unseen (OOD)")) -> None:
     """ROC curves of all detectors (``PREFIX_roc.png``) and one score histogram per
     detector with its trainval threshold (``PREFIX_hist.png``)."""
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: slow to import; Agg needs no display
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
