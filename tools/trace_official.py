@@ -50,11 +50,11 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hyperzsl import training as train  # noqa: E402
 from hyperzsl.data.prepare import IMAGE, prepare  # noqa: E402
 from hyperzsl.recipe import load_recipe, resolve  # noqa: E402
 from hyperzsl.stage import samples, softmax  # noqa: E402
 from hyperzsl.training import build_model, build_objective  # noqa: E402
+from hyperzsl.training import loop as train  # noqa: E402  (its batch_indices is swapped)
 
 # Relative tolerances (max |a - b| / max |b|) for ``train.numerics: fast``, whose float32
 # arithmetic runs in another order (one head GEMM against two, fused against loop Adam):

@@ -240,7 +240,7 @@ def _bases(path: str, raw) -> dict[str, tuple[str, dict]]:
 
 
 # Keys that only the classifier stage reads: the VAE trains on trainval alone, and the
-# shots are drawn from test_unseen by their own generator (gzsl.transfer_shots).
+# shots are drawn from test_unseen by their own generator (data.protocol.transfer_shots).
 STAGE_ONLY = {"classifier": None, "protocol": ("shots", "shots_seed")}
 
 

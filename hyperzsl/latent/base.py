@@ -32,7 +32,7 @@ class LatentFamily(abc.ABC):
     # option sets the conformance suite checks besides the defaults (hyperzsl.conformance)
     conformance_variants: ClassVar[tuple[Mapping[str, Any], ...]] = ()
     # posterior, sample, KL and alignment work over a leading replica dimension, so
-    # stacked replicas (hyperzsl.replicas) can train it
+    # stacked replicas (hyperzsl.runs.replicas) can train it
     stackable: ClassVar[bool] = False
 
     def __init__(self, latent_dim: int, **options: Any) -> None:

@@ -35,7 +35,7 @@ def stage_classes(prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
 def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float = 0.0,
                  gate=None, scores=None) -> dict:
     """S/U/H (or ZSL accuracy) of a fitted strategy with the decision knobs, through
-    :func:`hyperzsl.decision.decide`. ``scores``: the scorer's (seen, unseen) test scores
+    :func:`hyperzsl.stage.decision.decide`. ``scores``: the scorer's (seen, unseen) test scores
     when already computed (calibration reuses them across its grid)."""
     z_s, y_s, z_u, y_u = codes
     scores = scores or (None, None)

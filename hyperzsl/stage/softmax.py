@@ -102,7 +102,8 @@ class SoftmaxStrategy(Strategy):
         return len(inputs.unseen)
 
     def sample_data(self, inputs, test_codes):
-        """The latent training samples and the test codes (gzsl.build_classifier_data)."""
+        """The latent training samples and the test codes
+        (:func:`hyperzsl.stage.samples.build_classifier_data`)."""
         i, p = inputs, inputs.prep
         return build_classifier_data(i.model, p.features, p.labels, p.side, i.splits, i.cfg,
                                      i.seen[:0] if i.zsl else i.seen, i.unseen, i.image,

@@ -40,7 +40,7 @@ class _Slice:
 
 
 def fit_stacked_softmax(recipes, models, prep) -> list[tuple[SoftmaxStrategy, list, tuple]]:
-    """(strategy, per-epoch history, test codes) per replica, as ``pipeline.fit_stage``
+    """(strategy, per-epoch history, test codes) per replica, as :func:`hyperzsl.stage.run.fit_stage`
     returns for one run."""
     seen, unseen = stage_classes(prep)
     epochs = {classifier_epochs(r) for r in recipes}

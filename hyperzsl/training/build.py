@@ -56,7 +56,7 @@ def make_optimizer(model: MultimodalVAE, cfg, capturable: bool = False) -> torch
     off with ``train.numerics: official``, which runs the official code's per-tensor loop
     for bit-equal updates) is the same update in one pass over the parameters, faster
     but rounded differently (tools/bench_train.py). ``capturable``: its step counts live
-    on the device, so that a CUDA graph can replay the update (hyperzsl.captured)."""
+    on the device, so that a CUDA graph can replay the update (hyperzsl.training.captured)."""
     params = list(model.parameters())
     fused = cfg.fused_optimizer and all(p.device.type in ("cpu", "cuda") and
                                         p.is_floating_point() for p in params)

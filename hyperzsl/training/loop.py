@@ -55,7 +55,8 @@ class EagerStep:
     def run(self, rows: Tensor, capture: bool = False) -> None:
         y = self.labels[rows]
         batch = {self.image: self.features[rows], **{k: s[y] for k, s in self.side.items()}}
-        loss, parts = self.objective(self.model, batch, self.epoch, y, weights=self.weights)
+        extra = {} if self.weights is None else {"weights": self.weights}
+        loss, parts = self.objective(self.model, batch, self.epoch, y, **extra)
         self.optimizer.zero_grad(set_to_none=True)
         (loss.sum() if loss.dim() else loss).backward()
         self.optimizer.step()

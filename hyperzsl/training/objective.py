@@ -82,7 +82,7 @@ class TermContext:
 
     def total(self, per_sample: Tensor) -> Tensor:
         """The sum over the batch: a scalar, or one sum per replica for stacked replicas
-        (batches of shape (replicas, batch, dim); hyperzsl.replicas)."""
+        (batches of shape (replicas, batch, dim); hyperzsl.runs.replicas)."""
         return total_over_batch(per_sample, self.replicated)
 
     @property
@@ -98,7 +98,7 @@ class TermContext:
 class LossTerm:
     """A weighted term of the objective. ``default``: its recipe entry when the recipe
     says nothing (enabled, max, start, end); ``needs_latent_classifier``: the model gets
-    one (the pipeline reads this, never the name). Register with
+    one (training.build reads this, never the name). Register with
     ``@LOSS_TERMS.register`` where the class is defined."""
 
     name: ClassVar[str] = "abstract"

@@ -47,7 +47,7 @@ class OfficialOrderObjective(Objective):
         outs = model.encoders[modality].head_outputs(x)
         if len(outs) != 2:
             raise RecipeError("train.numerics: official needs a model built with "
-                              "split_heads (pipeline.build_model does this)")
+                              "split_heads (training.build.build_model does this)")
         return outs[0], outs[1]
 
     def __call__(self, model, batch: Mapping[str, Tensor], epoch: int,
