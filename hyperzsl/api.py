@@ -5,9 +5,11 @@
     run.metrics["result"]                   # S / U / H
     run.evaluate(ood=True)["ood"]           # OOD detection on the saved VAE
     z = run.codes("test_unseen")            # deterministic image codes of a split
+    run.predict(["photo.jpg"], top_k=5)     # new images by the run's own decision
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Sequence
@@ -24,6 +26,7 @@ from .registry import DETECTORS, FAMILIES, STRATEGIES
 from .runs import default_run_dir, run_recipe
 from .runs import load_run as _load_run
 from .runs.ood import default_detectors, evaluate_ood, evaluate_ood_sets
+from .runs.predict import Predictor
 from .stage.run import run_classifier_stage
 from .training.build import select_device
 
@@ -94,6 +97,19 @@ class Run:
                 out[name] = {k: v for k, v in res.items() if k != "scores"}
             metrics["ood"] = out
         return metrics
+
+
+    def predict(self, inputs, top_k: int = 5, detector: str | None = None,
+                backbone: str | None = None, resolution: int | None = None) -> list[dict]:
+        """The run's top-k classes for new images (files or folders) or feature files, as
+        ``hyperzsl-predict`` gives them: records ``{"input", "classes", "probs",
+        "ood_score", "ood"}``; ``detector`` adds the outlier score and flag."""
+        key = (detector, backbone, resolution)
+        if getattr(self, "_predictor_key", None) != key:
+            self._predictor = Predictor(self.dir, select_device(self._device) if self._device
+                                        else None, detector, backbone, resolution)
+            self._predictor_key = key
+        return [dataclasses.asdict(p) for p in self._predictor.predict(inputs, top_k)]
 
 
 def train(recipe_or_path, overrides: Sequence[str] | None = None, out: str | None = None,
