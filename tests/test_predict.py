@@ -88,6 +88,11 @@ def test_the_cli_writes_the_documented_records(demo_run, tmp_path):
     assert records[0]["input"] == f"{path}#0" and len(records[0]["classes"]) == 3
     assert isinstance(records[0]["ood"], bool) and isinstance(records[0]["ood_score"], float)
     assert sum(r["ood"] for r in records) > 0          # unseen-class rows get flagged
+    assert os.path.isfile(os.path.join(demo_run, "predict_stage.pt"))   # the fitted stage kept
+    assert predict_main([demo_run, path, "--top-k", "3", "--detector", "nearest_class",
+                         "--json", js]) == 0                           # ... and used again
+    with open(js) as fh:
+        assert json.load(fh) == records
     with open(cs) as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:3] == ["input", "class1", "prob1"] and len(rows) == len(records) + 1

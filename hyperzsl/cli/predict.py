@@ -8,7 +8,7 @@ from .. import report
 from ..errors import HyperzslError
 from ..runs.predict import Predictor, predictions_csv, predictions_json, predictions_table
 from ..training.build import select_device
-from .common import fail
+from .common import fail, set_threads
 
 
 def predict_main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def predict_main(argv: list[str] | None = None) -> int:
     try:
         device = select_device(args.device) if args.device else None
         predictor = Predictor(args.run_dir, device, args.detector, args.backbone,
-                              args.resolution)
+                              args.resolution, configure=set_threads)
         preds = predictor.predict(args.inputs, args.top_k)
     except KeyboardInterrupt:
         return 130

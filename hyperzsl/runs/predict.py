@@ -41,14 +41,16 @@ from ..data.preprocess import scale_new_rows
 from ..detect.detectors import make_detector
 from ..detect.metrics import score_threshold
 from ..errors import DataError, HyperzslError
-from ..recipe import GateConfig
+from ..recipe import GateConfig, recipe_to_dict
 from ..stage.gate import Gate
 from ..stage.run import fit_stage, stage_classes
+from .folder import atomic_torch_save, code_fingerprint
 from .train import load_run
 
 FEATURE_SUFFIXES = (".npz", ".pt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RECORD_FILE = "extract.json"        # written beside a data set by hyperzsl-extract
+STAGE_CACHE = "predict_stage.pt"     # the fitted stage, beside the run's checkpoint
 
 
 @dataclass
@@ -64,10 +66,14 @@ class Prediction:
 
 
 class _Member:
-    """One trained VAE of the run with its fitted stage and decision knobs."""
+    """One trained VAE of the run with its fitted stage and decision knobs. Refitting the
+    stage takes about a minute on tinyimagenet-zsl-dev, so the fitted stage is kept in
+    RUN/predict_stage.pt for the next prediction, keyed by the decision and the code."""
 
-    def __init__(self, run_dir: str, device, stage: dict | None):
+    def __init__(self, run_dir: str, device, stage: dict | None, configure=None):
         self.recipe, self.model, self.prep, _ = load_run(run_dir, device=device)
+        if configure is not None:
+            configure(self.recipe, self.prep.device)
         r = copy.deepcopy(self.recipe)
         if stage:                     # the knobs the run's metrics were computed with
             r.classifier.unseen_spread = stage.get("unseen_spread", r.classifier.unseen_spread)
@@ -75,10 +81,26 @@ class _Member:
             gate = stage.get("gate")
             r.classifier.gate = GateConfig(**gate) if gate else None
         self.decision = r
-        self.strategy, _, _ = fit_stage(r, self.model, self.prep)
+        self.strategy = self._stage(run_dir, r)
         g = r.classifier.gate
         self.gate = (Gate(self.model, self.prep, self.prep.splits, self.strategy, g.detector,
                           g.tpr, g.per_class, g.options, IMAGE) if g else None)
+
+    def _stage(self, run_dir: str, recipe):
+        path = os.path.join(run_dir, STAGE_CACHE)
+        key = {"decision": recipe_to_dict(recipe), "code": code_fingerprint()}
+        try:
+            cached = torch.load(path, map_location=self.prep.device, weights_only=False)
+            if cached.get("key") == key:
+                return cached["strategy"]
+        except Exception:            # absent, torn or from other code: refit
+            pass
+        strategy, _, _ = fit_stage(recipe, self.model, self.prep)
+        try:
+            atomic_torch_save({"key": key, "strategy": strategy}, path)
+        except OSError:              # a read-only run folder: refit next time
+            pass
+        return strategy
 
     def log_probs(self, z: torch.Tensor, stacking: float | None = None) -> torch.Tensor:
         """log p(class | code) after the decision (stacking, gate), over all classes."""
@@ -100,10 +122,12 @@ class _Member:
 class Predictor:
     """A trained run ready to classify new inputs. ``detector``: a detector name for the
     outlier flag; ``backbone`` / ``resolution``: how to embed images when the run's data
-    set does not record it."""
+    set does not record it; ``configure(recipe, device)``: runs once the run is loaded
+    (the CLI's thread count)."""
 
     def __init__(self, run_dir: str, device=None, detector: str | None = None,
-                 backbone: str | None = None, resolution: int | None = None):
+                 backbone: str | None = None, resolution: int | None = None,
+                 configure=None):
         metrics = report.read_json_if_present(os.path.join(run_dir, "metrics.json"))
         if metrics is None:
             raise HyperzslError(f"{run_dir}: no metrics.json; predict needs a finished run "
@@ -111,11 +135,12 @@ class Predictor:
         ensemble = metrics.get("ensemble")
         if ensemble:
             self.members = [_Member(os.path.join(run_dir, os.path.basename(m["dir"])), device,
-                                    {"unseen_spread": m["spread"], "stacking": 0.0})
+                                    {"unseen_spread": m["spread"], "stacking": 0.0},
+                                    configure)
                             for m in ensemble["members"]]
             self.stacking = float(ensemble["stacking"])
         else:
-            self.members = [_Member(run_dir, device, metrics.get("stage"))]
+            self.members = [_Member(run_dir, device, metrics.get("stage"), configure)]
             self.stacking = None
         first = self.members[0]
         self.recipe, self.model, self.prep = first.recipe, first.model, first.prep
