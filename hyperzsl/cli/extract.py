@@ -3,6 +3,7 @@ folder of images (one sub-folder per class) and an optional classes file."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..data.images import ExtractOptions, extract
@@ -42,9 +43,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="an image that does not decode: skip it with a warning (default) "
                         "or stop")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="torch threads (default: torch's); output is identical for a given "
-                        "thread count")
+                   help="torch threads (default 1, or OMP_NUM_THREADS: two threads beside "
+                        "another busy process ran ten times slower than one); output is "
+                        "identical for a given thread count")
     return p
+
+
+def default_threads() -> int | None:
+    """One thread unless OMP_NUM_THREADS says otherwise (then torch's own setting)."""
+    return None if "OMP_NUM_THREADS" in os.environ else 1
 
 
 def extract_main(argv: list[str] | None = None) -> int:
@@ -54,7 +61,7 @@ def extract_main(argv: list[str] | None = None) -> int:
             classes_file=args.classes, backbone=args.backbone, resolution=args.resolution,
             batch_size=args.batch_size, seed=args.seed, unseen_share=args.unseen_share,
             val_share=args.val_share, test_share=args.test_share, format=args.format,
-            on_corrupt=args.on_corrupt, threads=args.threads)
+            on_corrupt=args.on_corrupt, threads=args.threads or default_threads())
         result = extract(args.images_dir, args.out, options)
     except HyperzslError as exc:
         return fail(exc)
