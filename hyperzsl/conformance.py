@@ -1,19 +1,33 @@
 """Generic behaviour checks for anything registered (in the style of torch.distributions'
 generic tests): ``check_family(name)`` for a latent family, ``check_detector(name)`` for
-an OOD detector. tests/test_conformance.py runs them over the registries, so a new part
-is tested by registering it; third-party parts can call them in their own tests."""
+an OOD detector, ``check_loss_term(name)`` for a loss term and ``check_strategy(name)``
+for a classifier-stage strategy. tests/test_conformance.py runs them over the registries,
+so a new part is tested by registering it; third-party parts can call them in their own
+tests."""
 from __future__ import annotations
 
 import inspect
 
 import torch
 
+from .data.prepare import prepare
 from .detect.detectors import make_detector
-from .errors import NotFittedError
-from .registry import DETECTORS, FAMILIES
-from .training.build import make_optimizer
+from .errors import NotFittedError, RecipeError
+from .latent import build_family
+from .recipe import recipe_from_dict
+from .registry import DETECTORS, FAMILIES, LOSS_TERMS, STRATEGIES
+from .stage.run import fit_stage, stage_classes, stage_result, test_scores
+from .training.build import build_model, build_objective, make_optimizer
+from .training.loop import fit
 from .training.model import MultimodalVAE
-from .training.objective import Objective, Warmup
+from .training.objective import (
+    Objective,
+    SampledLatents,
+    TermContext,
+    Warmup,
+    total_over_batch,
+)
+from .training.stacked import stack_models
 
 
 def _assert(cond, name: str, what: str) -> None:
@@ -123,3 +137,116 @@ def check_detector(name, options: dict | None = None) -> None:
             kept = float((s_id <= tau).double().mean())
             _assert(kept >= tpr and float((s_id < tau).double().mean()) < tpr, name,
                     f"threshold keeps {kept:.3f} of ID samples, asked {tpr}")
+
+
+def _named_error_for_unknown_option(cls, kind: str) -> None:
+    try:
+        cls(**{"no_such_option_": 1})
+    except RecipeError:
+        return
+    raise AssertionError(f"{cls.name}: an unknown option is not a named RecipeError ({kind})")
+
+
+def check_loss_term(name, families: tuple[str, ...] = ("gaussian", "vmf"),
+                    options: dict | None = None) -> None:
+    """Declared recipe defaults and options, unknown options named, and in a
+    three-modality VAE (image and two side modalities) of each family: a finite scalar
+    whose gradient is finite and reaches the model; a ``stackable`` term gives one finite
+    value per replica on stacked batches. ``name``: registered name or class."""
+    cls = LOSS_TERMS.get(name) if isinstance(name, str) else name
+    name = cls.name
+    _assert(set(cls.default) <= {"enabled", "max", "start", "end"}, name,
+            f"default has keys {sorted(cls.default)} beyond enabled, max, start, end")
+    _assert(isinstance(cls.options, dict), name, "options is not a mapping name -> default")
+    _named_error_for_unknown_option(cls, "loss term")
+    options = dict(options or {})
+    dims = {"image": 20, "att": 6, "hyp": 5}
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(6, (24,), generator=g)
+    sides = {m: torch.rand(6, d, generator=g) for m, d in dims.items() if m != "image"}
+    batch = {"image": torch.rand(24, 20, generator=g), **{m: s[y] for m, s in sides.items()}}
+    for family in families:
+        torch.manual_seed(0)
+        fam = build_family(family, 4, "clean")
+        model = MultimodalVAE(dims, {m: (16, 16) for m in dims}, fam,
+                              num_classes=6 if cls.needs_latent_classifier else None)
+        term = cls(**options)
+        value = term(_context(model, batch, y))
+        _assert(value.dim() == 0 and torch.isfinite(value), name,
+                f"not a finite scalar with family {family}: {value}")
+        model.zero_grad()
+        value.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        _assert(grads and all(torch.isfinite(gr).all() for gr in grads), name,
+                f"gradients missing or not finite with family {family}")
+        _assert(any(gr.abs().sum() > 0 for gr in grads), name,
+                f"the gradient does not reach the model with family {family}")
+        if cls.stackable and fam.stackable:
+            torch.manual_seed(1)
+            other = MultimodalVAE(dims, {m: (16, 16) for m in dims}, fam,
+                                  num_classes=6 if cls.needs_latent_classifier else None)
+            stacked = stack_models([model, other])
+            twice = {m: torch.stack([x, x.flip(0)]) for m, x in batch.items()}
+            value = term(_context(stacked, twice, torch.stack([y, y.flip(0)])))
+            _assert(value.shape == (2,) and torch.isfinite(value).all(), name,
+                    f"declares stackable but gives {tuple(value.shape)}, not one finite "
+                    f"value per replica (family {family})")
+
+
+def _context(model, batch, labels) -> TermContext:
+    """The TermContext of one batch (stacked: (replicas, batch, dim)), as the objective
+    builds it."""
+    posts = {m: model.encode(m, x) for m, x in batch.items()}
+    replicated = next(iter(batch.values())).dim() == 3
+    latents = SampledLatents(model.family, posts,
+                             lambda t: total_over_batch(t, replicated))
+    return TermContext(model, batch, posts, latents, labels, "l1")
+
+
+def check_strategy(name, options: dict | None = None) -> None:
+    """Declared options, unknown options named when a recipe naming it is resolved, and
+    on a tiny synthetic split with a briefly trained VAE, in GZSL and ZSL: finite scores
+    of shape (rows, classes) on the task's classes, S/U/H (ZSL accuracy) in [0, 1], and
+    the same scores when the stage is fitted again (it is seeded: evaluating a saved run
+    reproduces it). ``name``: registered name or class."""
+    cls = STRATEGIES.get(name) if isinstance(name, str) else name
+    name = cls.name
+    _assert(isinstance(cls.options, dict), name, "options is not a mapping name -> default")
+    _named_error_for_unknown_option(cls, "classifier strategy")
+    registered = name in STRATEGIES and STRATEGIES.get(name) is cls
+    for setting in ("gzsl", "zsl"):
+        recipe = recipe_from_dict({
+            "mode": "clean", "device": "cpu",
+            "data": {"synthetic": {"classes": 8, "unseen": 3, "per_class": 20, "attr_dim": 6,
+                                   "feature_dim": 16, "noise": 0.3}},
+            "model": {"latent_dim": 4, "image_hidden": [16, 16], "side_hidden": [16, 16]},
+            "train": {"epochs": 3, "batch_size": 16,
+                      "terms": {"cross_reconstruction": {"start": 0, "end": 0}}},
+            "classifier": {"strategy": name if registered else "softmax",
+                           "strategy_options": dict(options or {}) if registered else {},
+                           "epochs": 2, "seen_samples": 10, "unseen_samples": 10},
+            "protocol": {"setting": setting}})
+        cls(**dict(options or {})).check_recipe(recipe)
+        torch.manual_seed(0)
+        prep = prepare(recipe, torch.device("cpu"))
+        model = build_model(recipe, prep.input_dims, prep.fs.num_classes)
+        tv = torch.as_tensor(prep.splits["trainval"])
+        fit(model, build_objective(recipe), prep.features[tv], prep.labels[tv], prep.side,
+            recipe.train, log=lambda s: None)
+        seen, unseen = stage_classes(prep)
+        task = unseen if setting == "zsl" else torch.cat([seen, unseen])
+        strategy, _, codes = fit_stage(recipe, model, prep, strategy=cls(**dict(options or {})))
+        with torch.no_grad():
+            scores = test_scores(strategy, codes)
+        for rows, s in zip((codes[0], codes[2]), scores):
+            _assert(s.shape == (rows.shape[0], prep.fs.num_classes), name,
+                    f"scores have shape {tuple(s.shape)}, not (rows, classes) ({setting})")
+            _assert(torch.isfinite(s[:, task]).all(), name,
+                    f"scores of the task's classes are not finite ({setting})")
+        result = stage_result(strategy, codes, seen, unseen, zsl=setting == "zsl")
+        _assert(all(0.0 <= v <= 1.0 for v in result.values()), name,
+                f"metrics outside [0, 1]: {result}")
+        again, _, _ = fit_stage(recipe, model, prep, codes, cls(**dict(options or {})))
+        with torch.no_grad():
+            _assert(all(torch.equal(a, b) for a, b in zip(scores, test_scores(again, codes))),
+                    name, f"fitting the stage again gives other scores ({setting})")

@@ -1,13 +1,14 @@
-"""Every registered latent family and detector passes the generic checks
-(hyperzsl.conformance). Parametrised over the registries at collection; the last two
-tests loop over them at run time, so parts registered by any imported module (a plugin,
-tests/test_plugins_toy.py) are checked too."""
+"""Every registered latent family, detector, loss term and classifier strategy passes
+the generic checks (hyperzsl.conformance). Parametrised over the registries at
+collection; the run-time loops check them again, so parts registered by any imported
+module (a plugin, tests/test_plugins_toy.py) are checked too."""
 import pytest
 import torch
 
-from hyperzsl.conformance import check_detector, check_family
+from hyperzsl.conformance import check_detector, check_family, check_loss_term, check_strategy
 from hyperzsl.detect.detectors import REGISTRY
 from hyperzsl.latent import FAMILIES
+from hyperzsl.registry import LOSS_TERMS, STRATEGIES
 
 FAMILY_CASES = [(name, options, dtype) for name in FAMILIES.names()
                 for options in ({}, *FAMILIES.get(name).conformance_variants)
@@ -25,7 +26,20 @@ def test_detector_conforms(name):
     check_detector(name)
 
 
-CHECKED = {"families": set(), "detectors": set()}
+@pytest.mark.parametrize("name", LOSS_TERMS.names())
+def test_loss_term_conforms(name):
+    check_loss_term(name, families=tuple(FAMILIES.names()))
+
+
+STRATEGY_CASES = [("feature_space", {"join_codes": True})]
+
+
+@pytest.mark.parametrize("name, options", [(n, {}) for n in STRATEGIES.names()] + STRATEGY_CASES)
+def test_strategy_conforms(name, options):
+    check_strategy(name, options)
+
+
+CHECKED = {"families": set(), "detectors": set(), "terms": set(), "strategies": set()}
 
 
 def test_every_registered_family_conforms():
@@ -40,6 +54,18 @@ def test_every_registered_detector_conforms():
         CHECKED["detectors"].add(name)
 
 
+def test_every_registered_loss_term_conforms():
+    for name in LOSS_TERMS.names():
+        check_loss_term(name)
+        CHECKED["terms"].add(name)
+
+
+def test_every_registered_strategy_conforms():
+    for name in STRATEGIES.names():
+        check_strategy(name)
+        CHECKED["strategies"].add(name)
+
+
 def test_plugins_registered_elsewhere_were_checked():
     """Pytest imports every test module before running any test, so the toy plugins of
     tests/test_plugins_toy.py are registered by now (when that module is collected)."""
@@ -48,3 +74,5 @@ def test_plugins_registered_elsewhere_were_checked():
         pytest.skip("tests/test_plugins_toy.py not collected in this run")
     assert "toy_unit_gaussian" in CHECKED["families"]
     assert "toy_centroid" in CHECKED["detectors"]
+    assert "toy_code_norm" in CHECKED["terms"]
+    assert "toy_nearest_mean" in CHECKED["strategies"]

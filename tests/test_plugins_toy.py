@@ -1,15 +1,17 @@
-"""A toy latent family, a toy detector and a toy loss term, registered here and nowhere
-else: the conformance suite (tests/test_conformance.py's run-time loops), the recipe
-checks and training pick them up with no other edit; broken variants fail the checks."""
+"""A toy latent family, a toy detector, a toy loss term and a toy classifier strategy,
+registered here and nowhere else: the conformance suite (tests/test_conformance.py's
+run-time loops), the recipe checks and training pick them up with no other edit; broken
+variants fail the checks."""
 import pytest
 import torch
 from conftest import REPO
 from torch.distributions import Independent, Normal
 
-from hyperzsl.conformance import check_detector, check_family
+from hyperzsl.conformance import check_detector, check_family, check_loss_term, check_strategy
 from hyperzsl.detect.detectors import REGISTRY, Detector
 from hyperzsl.latent import LatentFamily, register_family
 from hyperzsl.recipe import load_recipe
+from hyperzsl.stage import STRATEGIES, Strategy
 from hyperzsl.training import LOSS_TERMS, LossTerm
 
 DEMO = f"{REPO}/recipes/demo.yaml"
@@ -68,6 +70,43 @@ class CodeNormTerm(LossTerm):
         return sum(family.code(q).pow(2).sum() for q in ctx.posts.values())
 
 
+@STRATEGIES.register
+class NearestMeanStrategy(Strategy):
+    """Seen classes by the mean trainval image code, unseen ones by the side code;
+    scores: minus the squared distance (``scale`` multiplies them)."""
+
+    name = "toy_nearest_mean"
+    options = {"scale": 1.0}
+
+    def fit(self, inputs, test_codes):
+        i, p = inputs, inputs.prep
+        side = next(iter(p.side))
+        centres = i.model.codes(side, p.side[side]).clone()
+        rows = torch.as_tensor(i.splits["trainval"])
+        z, y = i.model.codes(i.image, p.features[rows]), p.labels[rows]
+        for c in i.seen.tolist():
+            centres[c] = z[y == c].mean(0)
+        self.centres = centres
+        return []
+
+    def scores(self, z):
+        return -self.config["scale"] * torch.cdist(z, self.centres).pow(2)
+
+
+class NonFiniteTerm(CodeNormTerm):
+    name = "toy_broken_log"
+
+    def __call__(self, ctx):
+        return super().__call__(ctx) * 0 + torch.log(torch.zeros(()))
+
+
+class SeenOnlyScores(NearestMeanStrategy):
+    name = "toy_broken_columns"
+
+    def scores(self, z):
+        return super().scores(z)[:, :5]
+
+
 class NegativeKL(UnitGaussianFamily):
     name = "toy_broken_kl"
 
@@ -91,6 +130,8 @@ def test_toy_parts_are_registered_and_usable_from_a_recipe():
 def test_toy_parts_pass_the_conformance_suite():
     check_family("toy_unit_gaussian")
     check_detector("toy_centroid")
+    check_loss_term("toy_code_norm")
+    check_strategy("toy_nearest_mean")
 
 
 def test_broken_parts_fail_it():
@@ -98,6 +139,10 @@ def test_broken_parts_fail_it():
         check_family(NegativeKL)
     with pytest.raises(AssertionError, match="outlier scores"):
         check_detector(InlierScore)
+    with pytest.raises(AssertionError, match="not a finite scalar"):
+        check_loss_term(NonFiniteTerm)
+    with pytest.raises(AssertionError, match="not \\(rows, classes\\)"):
+        check_strategy(SeenOnlyScores)
 
 
 def test_toy_term_trains_from_a_recipe(tmp_path):

@@ -189,3 +189,10 @@ def test_from_a_folder_of_images_to_predictions(tmp_path):
     assert np.mean(top1) >= 0.2 and np.mean(top3) >= 0.6
     with pytest.raises(DataError, match="made with efficientnet_lite0"):
         Predictor(run, backbone="resnet101")
+
+
+def test_a_feature_space_run_predicts_from_the_features(tmp_path):
+    out = str(tmp_path / "fs")
+    assert train_main([DEMO, *SHORT, "--set", "classifier.strategy=feature_space",
+                       "--set", "train.numerics=fast", "--out", out]) == 0
+    _reproduces(out, tmp_path)

@@ -12,7 +12,11 @@ without stacking. On CUDA (when present) it times the eager and the captured ste
 (``train.capture``), and stacked K = 1, 4, 16, eager and captured. On both it times the
 demo's classifier stage of K replicas one after another against stacked.
 
+It also prints fp32 against bf16 (``train.precision``) for the single and stacked steps
+(K = 2, 4 on CPU; eager, captured and stacked K = 4, 16 on CUDA), interleaved rounds.
+
     python tools/bench_train.py [--steps 40] [--rounds 5] [--device cpu|cuda|all]
+                                [--only precision]
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import torch
 from hyperzsl.data import make_synthetic, scale_features
 from hyperzsl.recipe import recipe_from_dict
 from hyperzsl.training import StaticStep, build_model, build_objective, make_optimizer, stack_models
+from hyperzsl.training.precision import autocast
 
 N_TRAINVAL, EPOCHS, BATCH = 7057, 100, 50
 
@@ -38,10 +43,11 @@ def cub_shaped(device):
         fs.side_info["att"], device=device)
 
 
-def time_steps(device, numerics: str, steps: int, data) -> float:
+def time_steps(device, numerics: str, steps: int, data, precision: str = "fp32") -> float:
     """Median seconds per optimiser step at full loss weights (all four terms on)."""
     torch.manual_seed(0)
-    recipe = recipe_from_dict({"mode": "faithful", "train": {"numerics": numerics}})
+    recipe = recipe_from_dict({"mode": "faithful", "train": {"numerics": numerics,
+                                                            "precision": precision}})
     x, y, att = data
     model = build_model(recipe, {"image": x.shape[1], "att": att.shape[1]}).to(device)
     objective = build_objective(recipe)
@@ -52,7 +58,8 @@ def time_steps(device, numerics: str, steps: int, data) -> float:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         rows = torch.randperm(x.shape[0], device=device)[:BATCH]
-        loss, _ = objective(model, {"image": x[rows], "att": att[y[rows]]}, epoch=99)
+        with autocast(precision, device):
+            loss, _ = objective(model, {"image": x[rows], "att": att[y[rows]]}, epoch=99)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -63,9 +70,10 @@ def time_steps(device, numerics: str, steps: int, data) -> float:
     return statistics.median(times)
 
 
-def time_stacked(device, k: int, steps: int, data) -> float:
+def time_stacked(device, k: int, steps: int, data, precision: str = "fp32") -> float:
     """Median seconds per optimiser step of k stacked replicas (one step trains all k)."""
-    recipe = recipe_from_dict({"mode": "faithful", "train": {"numerics": "fast"}})
+    recipe = recipe_from_dict({"mode": "faithful", "train": {"numerics": "fast",
+                                                            "precision": precision}})
     x, y, att = data
     models = []
     for seed in range(k):
@@ -80,7 +88,8 @@ def time_stacked(device, k: int, steps: int, data) -> float:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         rows = torch.stack([torch.randperm(x.shape[0], device=device)[:BATCH] for _ in range(k)])
-        loss, _ = objective(model, {"image": x[rows], "att": att[y[rows]]}, epoch=99)
+        with autocast(precision, device):
+            loss, _ = objective(model, {"image": x[rows], "att": att[y[rows]]}, epoch=99)
         opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         opt.step()
@@ -91,10 +100,11 @@ def time_stacked(device, k: int, steps: int, data) -> float:
     return statistics.median(times)
 
 
-def time_captured(device, k: int | None, steps: int, data) -> float:
+def time_captured(device, k: int | None, steps: int, data, precision: str = "fp32") -> float:
     """Median seconds per replayed step of the captured step (``train.capture``; k: that
     many stacked replicas, None: one model), batch indices drawn on the device."""
-    recipe = recipe_from_dict({"mode": "faithful", "train": {"capture": True}})
+    recipe = recipe_from_dict({"mode": "faithful", "train": {"capture": True,
+                                                            "precision": precision}})
     x, y, att = data
     models = []
     for seed in range(k or 1):
@@ -104,7 +114,7 @@ def time_captured(device, k: int | None, steps: int, data) -> float:
     objective = build_objective(recipe)
     opt = make_optimizer(model, recipe.train, capturable=True)
     step = StaticStep(model, objective, opt, x, y, {"att": att}, "image",
-                      (k, BATCH) if k else (BATCH,))
+                      (k, BATCH) if k else (BATCH,), precision=precision)
     step.start_epoch(99)
     times = []
     for i in range(steps + 5):          # the first steps warm up, then capture
@@ -171,12 +181,34 @@ def report(label: str, sec: float, base: float | None) -> None:
           f"100 epochs {total / 60:6.1f} min{ratio}")
 
 
+def precision_table(label: str, device, steps: int, rounds: int, data,
+                    configs: list[tuple[str, object, int]]) -> None:
+    """fp32 against bf16 for each (name, timer(precision) -> s/step, replicas per step),
+    interleaved over ``rounds`` so both see the same machine load: medians, and the
+    median of the per-round fp32/bf16 ratios."""
+    print(f"{label}: train.precision fp32 against bf16 ({rounds} interleaved rounds, "
+          f"medians; per replica-step)")
+    for name, timer, k in configs:
+        fp32, bf16 = [], []
+        for _ in range(rounds):
+            fp32.append(timer("fp32") / k)
+            bf16.append(timer("bf16") / k)
+        ratios = [a / b for a, b in zip(fp32, bf16)]
+        report(f"{label}, {name}, fp32", statistics.median(fp32), None)
+        report(f"{label}, {name}, bf16", statistics.median(bf16), statistics.median(fp32))
+        print(f"  bf16 speed-up, median of per-round ratios: x{statistics.median(ratios):.2f} "
+              f"(x{min(ratios):.2f}..x{max(ratios):.2f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description="VAE training speed, CUB-shaped")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--device", default="all", choices=["cpu", "cuda", "all"])
     p.add_argument("--rounds", type=int, default=5,
-                   help="interleaved rounds of two single runs against stacked K=2 (CPU)")
+                   help="interleaved rounds of two single runs against stacked K=2 (CPU), "
+                        "and of fp32 against bf16")
+    p.add_argument("--only", choices=["precision"],
+                   help="run only this part (precision: the fp32 against bf16 table)")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads available, "
           f"{args.steps} timed steps per configuration (medians)")
@@ -184,6 +216,14 @@ def main() -> None:
         cpu = torch.device("cpu")
         data = cub_shaped(cpu)
         cores = torch.get_num_threads()
+        for threads in sorted({1, cores}):
+            torch.set_num_threads(threads)
+            precision_table(f"cpu, {threads} thread(s)", cpu, args.steps, args.rounds, data, [
+                ("single, numerics fast", lambda pr: time_steps(cpu, "fast", args.steps, data, pr), 1),
+                ("stacked K=2", lambda pr: time_stacked(cpu, 2, args.steps, data, pr), 2),
+                ("stacked K=4", lambda pr: time_stacked(cpu, 4, args.steps, data, pr), 4)])
+        torch.set_num_threads(cores)
+    if args.device in ("cpu", "all") and args.only is None:
         for threads in sorted({1, cores}):
             torch.set_num_threads(threads)
             base = time_steps(cpu, "official", args.steps, data)
@@ -215,6 +255,14 @@ def main() -> None:
             return
         gpu = torch.device("cuda")
         data = cub_shaped(gpu)
+        precision_table("cuda", gpu, args.steps, args.rounds, data, [
+            ("single, eager", lambda pr: time_steps(gpu, "fast", args.steps, data, pr), 1),
+            ("single, captured", lambda pr: time_captured(gpu, None, args.steps, data, pr), 1),
+            ("stacked K=4, captured", lambda pr: time_captured(gpu, 4, args.steps, data, pr), 4),
+            ("stacked K=16, captured", lambda pr: time_captured(gpu, 16, args.steps, data, pr),
+             16)])
+        if args.only:
+            return
         base = time_steps(gpu, "official", args.steps, data)
         report(f"cuda ({torch.cuda.get_device_name()}), numerics official", base, None)
         report("cuda, numerics fast (eager)", time_steps(gpu, "fast", args.steps, data), base)

@@ -16,7 +16,7 @@ from .custom import load_feature_file, load_ood_features
 from .featureset import FeatureSet
 from .preprocess import scale_features, scale_new_rows
 from .protocol import transfer_shots, validation_splits
-from .synthetic import make_synthetic
+from .synthetic import SIDE_KEYS, make_synthetic
 from .xlsa17 import SideInfoSpec, load_xlsa17
 
 IMAGE = "image"
@@ -46,10 +46,18 @@ def load_data(recipe: Recipe) -> FeatureSet:
     d = recipe.data
     specs = [SideInfoSpec(s.key, s.file, s.name) for s in d.side_info]
     if d.kind == "synthetic":
-        fs = make_synthetic(**vars(d.synthetic))
-        if any(s.key != "att" or s.file for s in specs):
-            raise RecipeError("data.side_info: the synthetic generator provides only 'att'")
-        return fs
+        unknown = [s.key for s in specs if s.key not in SIDE_KEYS or s.file]
+        if unknown:
+            raise RecipeError(f"data.side_info: the synthetic generator provides only "
+                              f"{', '.join(repr(k) for k in SIDE_KEYS)} (no files), not "
+                              f"{unknown[0]!r}")
+        names = [s.modality for s in specs]
+        if len(set(names)) != len(names):
+            raise RecipeError("data.side_info: a side information is given twice; set a "
+                              "distinct 'name' for each")
+        fs = make_synthetic(**vars(d.synthetic), side_keys=tuple(s.key for s in specs))
+        return dataclasses.replace(fs, side_info={
+            s.modality: fs.side_info[s.key] for s in specs})
     path = resolve_path(recipe, d.path)
     if d.kind == "xlsa17":
         return load_xlsa17(path, specs, d.features_file, d.splits_file)

@@ -11,7 +11,7 @@ import math
 import re
 
 from ..errors import RecipeError
-from ..registry import DETECTORS, FAMILIES, STRATEGIES, check_options
+from ..registry import DETECTORS, FAMILIES, LOSS_TERMS, STRATEGIES, check_options
 from .schema import Recipe
 
 # Classifier epochs of the official code (single_experiment.py L66-110), used by
@@ -81,7 +81,9 @@ def resolve(recipe: Recipe) -> Recipe:
     if not recipe.data.side_info:
         raise RecipeError("data.side_info must name at least one side information")
     _check_ood(recipe)
+    _check_terms(recipe)
     _check_stage(recipe)
+    _check_gates_read_codes(recipe)
     _resolve_numerics(recipe)
     family = FAMILIES.get(m.family)  # unknown family -> named error now, not after loading data
     if recipe.train.capture and "sync_free" in family.options:
@@ -100,11 +102,15 @@ def _resolve_numerics(recipe: Recipe) -> None:
     blockers = official_blockers(recipe)
     if t.numerics is None:        # a captured step cannot follow the official stream
         t.numerics = ("official" if recipe.mode == "faithful" and not blockers
-                      and not t.capture else "fast")
+                      and not t.capture and t.precision == "fp32" else "fast")
     elif t.numerics == "official" and blockers:
         raise RecipeError(f"train.numerics: official (the official code's arithmetic) "
                           f"{blockers[0]}; use train.numerics: fast")
     official = t.numerics == "official"
+    if official and t.precision != "fp32":
+        raise RecipeError(f"train.precision: {t.precision} contradicts train.numerics: official "
+                          f"(the official code's arithmetic is float32 operation for operation); "
+                          f"set train.numerics: fast, or train.precision: fp32")
     if t.capture and official:
         raise RecipeError("train.capture: true contradicts train.numerics: official (the "
                           "official stream draws every batch between steps, which a "
@@ -184,10 +190,21 @@ def _check_ood(recipe: Recipe) -> None:
             raise RecipeError(f"ood.detectors{exc}") from None
 
 
+def _check_terms(recipe: Recipe) -> None:
+    """Every loss term's options: unknown names and bad values (e.g. a temperature <= 0)
+    are named now, by building the term as training will."""
+    for name, w in recipe.train.terms.items():
+        try:
+            LOSS_TERMS.get(name)(**w.options)
+        except RecipeError as exc:
+            raise RecipeError(f"train.terms.{name}.options: {exc}") from None
+
+
 def _check_stage(recipe: Recipe) -> None:
     """Strategy, gate and calibration grid: named errors before anything is loaded."""
     c, cal = recipe.classifier, recipe.calibration
-    STRATEGIES.get(c.strategy)(**c.strategy_options)    # unknown options are named here
+    strategy = STRATEGIES.get(c.strategy)(**c.strategy_options)  # unknown options named here
+    strategy.check_recipe(recipe)
     if not math.isfinite(c.stacking):
         raise RecipeError(f"classifier.stacking must be a finite number, got {c.stacking!r}")
     if c.gate is not None:
@@ -224,6 +241,23 @@ def _check_stage(recipe: Recipe) -> None:
     if recipe.protocol.setting != "gzsl":
         raise RecipeError("calibration chooses GZSL knobs by validation H; it needs "
                           "protocol.setting gzsl")
+
+
+def _check_gates_read_codes(recipe: Recipe) -> None:
+    """A strategy that scores features gives detectors no logits of codes: gates with a
+    detector that reads them are named now."""
+    c, cal = recipe.classifier, recipe.calibration
+    if not STRATEGIES.get(c.strategy).reads_features:
+        return
+    gates = [("classifier.gate.detector", c.gate.detector)] if c.gate is not None else []
+    if cal.enabled:
+        gates += [(f"calibration.gate_detectors[{i}]", d)
+                  for i, d in enumerate(cal.gate_detectors)]
+    for where, name in gates:
+        if "logits" in DETECTORS.get(name).consumes:
+            raise RecipeError(f"{where}: detector '{name}' reads the classifier's logits of "
+                              f"codes, but classifier.strategy '{c.strategy}' scores image "
+                              f"features; use a detector on codes (e.g. vmf, knn)")
 
 
 def detector_specs(entries) -> list[tuple[str, str, dict]]:

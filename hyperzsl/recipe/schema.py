@@ -61,10 +61,14 @@ class ModelConfig:
 
 @dataclass
 class WarmupConfig:
+    """A loss term's recipe entry: on or off, its warm-up weight and its own options
+    (the term's declared ``options``, e.g. ``contrastive: {options: {temperature: 0.1}}``;
+    names and values are checked when the recipe is resolved)."""
     enabled: bool = True
     max: float = 1.0
     start: int = 0
     end: int = 0
+    options: dict = field(default_factory=dict)
 
 
 class Terms(dict):
@@ -128,6 +132,9 @@ class TrainConfig:
     # Replay the training step as a CUDA graph (hyperzsl.training.captured); needs CUDA and
     # numerics fast. Default: eager (opt-in until measured on a GPU).
     capture: Optional[bool] = None
+    # fp32, or bf16 mixed precision: matrix products in bfloat16 under autocast, parameters,
+    # optimiser state and losses in float32 (hyperzsl.training.precision). Needs numerics fast.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass

@@ -28,7 +28,7 @@ from ..errors import HyperzslError
 from ..recipe import GateConfig, Recipe, dump_recipe, recipe_from_dict, recipe_identity
 from ..stage.decision import stacking_candidates
 from ..stage.gate import Gate
-from ..stage.run import fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes
+from ..stage.run import fit_stage, run_classifier_stage, stage_classes, stage_result, test_codes, test_scores
 from .folder import RunLog, finish_run, write_results
 from .train import load_run, train_run
 
@@ -76,7 +76,7 @@ def choose_knobs(recipe: Recipe, model, prep: Prepared, log=print) -> tuple[list
         r.classifier.unseen_spread, r.classifier.stacking, r.classifier.gate = spread, 0.0, None
         strategy, _, _ = fit_stage(r, model, prep, codes)
         with torch.no_grad():
-            scores = (strategy(codes[0]), strategy(codes[2]))
+            scores = test_scores(strategy, codes)
         grid = ([0.0] if cal.stacking == "off" else list(cal.stacking)
                 if isinstance(cal.stacking, list) else
                 stacking_candidates(torch.cat(scores), seen, unseen))

@@ -23,7 +23,7 @@ from .. import report
 from ..recipe import dump_recipe
 from ..stage.decision import decide, stacking_candidates
 from ..stage.metrics import gzsl_metrics
-from ..stage.run import fit_stage, stage_classes
+from ..stage.run import fit_stage, stage_classes, test_scores
 from .calibrated import calibrated_run
 from .folder import RunLog, finish_run
 from .train import load_run
@@ -45,11 +45,11 @@ def member_log_probs(run_dir: str, spread: float, device) -> tuple:
     recipe, model, prep, _ = load_run(run_dir, device=device)
     recipe.classifier.unseen_spread = spread
     recipe.classifier.stacking, recipe.classifier.gate = 0.0, None
-    strategy, _, (z_s, y_s, z_u, y_u) = fit_stage(recipe, model, prep)
+    strategy, _, codes = fit_stage(recipe, model, prep)
     seen, unseen = stage_classes(prep)
     with torch.no_grad():
-        lp = (torch.log_softmax(strategy(z_s), 1), torch.log_softmax(strategy(z_u), 1))
-    return lp, (y_s, y_u), seen, unseen
+        lp = tuple(torch.log_softmax(s, 1) for s in test_scores(strategy, codes))
+    return lp, (codes[1], codes[3]), seen, unseen
 
 
 def average(members: list[tuple]) -> tuple:

@@ -21,6 +21,7 @@ from ..recipe import detector_specs
 from ..stage.decision import decide
 from ..stage.gate import gated_predictions, per_class_thresholds
 from ..stage.metrics import harmonic_mean, per_class_accuracy
+from ..stage.samples import class_side_codes
 
 
 def default_detectors() -> tuple[str, ...]:
@@ -35,8 +36,7 @@ def _fitted_detectors(model, prep, clf, detectors, tpr: float, image: str):
     ID (each split is scored once per detector: kNN scoring is the costly step)."""
     rows = torch.as_tensor(prep.splits["trainval"], device=prep.features.device)
     z, y = model.codes(image, prep.features[rows]), prep.labels[rows]
-    side = next(iter(prep.side))
-    prototypes = model.codes(side, prep.side[side][torch.unique(y)])
+    prototypes = class_side_codes(model, prep.side, torch.unique(y))
     fitted = []
     for label, name, options in detector_specs(detectors or default_detectors()):
         det = make_detector(name, model.family.geometry, clf, options).fit(

@@ -42,6 +42,7 @@ from ..detect.detectors import make_detector
 from ..detect.metrics import score_threshold
 from ..errors import DataError, HyperzslError
 from ..recipe import GateConfig, recipe_to_dict
+from ..stage.base import score_rows
 from ..stage.gate import Gate
 from ..stage.run import fit_stage, stage_classes
 from .folder import atomic_torch_save, code_fingerprint
@@ -102,16 +103,19 @@ class _Member:
             pass
         return strategy
 
-    def log_probs(self, z: torch.Tensor, stacking: float | None = None) -> torch.Tensor:
-        """log p(class | code) after the decision (stacking, gate), over all classes."""
-        scores = self.strategy(z).float()
+    def log_probs(self, z: torch.Tensor, x: torch.Tensor,
+                  stacking: float | None = None) -> torch.Tensor:
+        """log p(class | code) after the decision (stacking, gate), over all classes;
+        ``x``: the rows' scaled features, for a strategy that reads them."""
+        raw = score_rows(self.strategy, z, x)
+        scores = raw.float()
         seen, unseen = stage_classes(self.prep)
         stacking = self.decision.classifier.stacking if stacking is None else stacking
         if stacking:
             scores = scores.clone()
             scores[:, seen] -= stacking
         if self.gate is not None:
-            routed = self.gate.route(z, self.strategy(z))
+            routed = self.gate.route(z, raw)
             keep = torch.zeros_like(scores, dtype=torch.bool)
             keep[:, unseen] = routed[:, None]
             keep[:, seen] = ~routed[:, None]
@@ -250,7 +254,7 @@ class Predictor:
         lp = []
         for m in self.members:
             z = m.model.codes(IMAGE, x)
-            lp.append(m.log_probs(z, 0.0 if self.stacking is not None else None))
+            lp.append(m.log_probs(z, x, 0.0 if self.stacking is not None else None))
         if len(lp) == 1:
             log_p = lp[0]
         else:                          # an ensemble: mean probability, then its stacking

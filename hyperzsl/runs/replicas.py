@@ -23,12 +23,13 @@ import yaml
 from ..data.prepare import IMAGE, pin_paths, prepare
 from ..errors import RecipeError
 from ..recipe import dump_recipe, load_recipe, resolve
-from ..registry import FAMILIES
+from ..registry import FAMILIES, LOSS_TERMS
 from ..stage.run import run_classifier_stage
 from ..stage.stacked import fit_stacked_softmax, stacks_stage
 from ..training.build import build_model, build_objective
 from ..training.captured import resolve_capture
 from ..training.loop import fit_replicas
+from ..training.precision import check_precision
 from ..training.stacked import stack_models, unstacked_state
 from .folder import RunLog, atomic_torch_save, finish_run, start_record, write_results
 
@@ -40,10 +41,12 @@ def check_stackable(recipe) -> None:
         raise RecipeError(f"--seeds (stacked replicas): latent family '{recipe.model.family}' "
                           f"cannot be stacked (its sampler is not elementwise over a replica "
                           f"dimension); train its seeds as separate runs (hyperzsl-grid)")
-    on = [name for name, w in recipe.train.terms.items() if w.enabled]
-    if "classification" in on:
-        raise RecipeError("--seeds (stacked replicas): train.terms.classification cannot be "
-                          "stacked yet; train the seeds as separate runs")
+    fixed = [name for name, w in recipe.train.terms.items()
+             if w.enabled and not LOSS_TERMS.get(name).stackable]
+    if fixed:
+        raise RecipeError(f"--seeds (stacked replicas): train.terms.{fixed[0]} cannot be "
+                          f"stacked yet (it does not sum per replica); train the seeds as "
+                          f"separate runs")
     if recipe.train.numerics == "official":
         raise RecipeError("--seeds (stacked replicas): train.numerics official does the "
                           "official code's arithmetic per run and cannot be stacked; set "
@@ -129,6 +132,7 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device,
     {folder: metrics}."""
     check_stackable(recipe)
     capture, capture_why = resolve_capture(recipe, device)
+    precision = check_precision(recipe.train.precision, device)
     recipes, names = [], []
     for name, base in (varied or [("", recipe)]):   # variant-major, seeds within
         for s in seeds:
@@ -155,14 +159,15 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device,
     k = len(recipes)
     log(f"hyperzsl | {recipe.name} | {k} stacked replicas: seeds {seeds}"
         + (f" x variants {[n for n, _ in varied]}" if varied else "")
-        + f" | device {device} | training step: {capture_why}")
+        + f" | device {device} | training step: {capture_why} | precision {precision}")
     torch.manual_seed(seeds[0])
     trainval = torch.as_tensor(prep.splits["trainval"], device=device)
     t0 = time.perf_counter()
     histories = fit_replicas(stacked, objectives[0], prep.features[trainval],
                              prep.labels[trainval], prep.side, recipe.train,
                              [r.seed for r in recipes], IMAGE, log, capture,
-                             objectives=objectives if varied else None, names=names)
+                             objectives=objectives if varied else None, names=names,
+                             precision=recipe.train.precision)
     seconds = time.perf_counter() - t0
     log(f"{k} replicas trained in {seconds:.1f} s")
     infos, logs = [], []
@@ -176,7 +181,8 @@ def train_replicas(recipe, seeds: list[int], out_dir: str, device: torch.device,
         replica = {"index": i, "of": k, "seeds": seeds, "folder": out_dir}
         if varied:
             replica["variant"] = os.path.dirname(names[i])
-        info = start_record(d, r, device, model, prep, capture_why, replica=replica)
+        info = start_record(d, r, device, model, prep, capture_why, precision=precision,
+                            replica=replica)
         atomic_torch_save({"model": model.state_dict(), "epoch": r.train.epochs,
                            "input_dims": prep.input_dims, "recipe": yaml.safe_load(dump_recipe(r)),
                            "history": histories[i], "code": info["code"]},

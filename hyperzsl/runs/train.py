@@ -17,6 +17,7 @@ from ..stage.run import run_classifier_stage
 from ..training.build import build_model, build_objective, make_optimizer, select_device
 from ..training.captured import resolve_capture
 from ..training.loop import fit
+from ..training.precision import check_precision
 from .folder import (
     RunLog,
     atomic_torch_save,
@@ -39,6 +40,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
                             f"--out (nothing was overwritten)")
     torch.manual_seed(recipe.seed)
     capture, capture_why = resolve_capture(recipe, device)     # before any data is read
+    precision = check_precision(recipe.train.precision, device)
     pin_paths(recipe)
     prep = prepare(recipe, device)          # all data errors surface before any writing
     model = build_model(recipe, prep.input_dims, prep.fs.num_classes).to(device)
@@ -53,7 +55,8 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
             "at": _dt.datetime.now().isoformat(timespec="seconds"),
             "from_epoch": resume["epoch"], "code_changed": resume.get("code_changed", False),
             "recipe_changed": resume.get("recipe_changed", False)}]
-    info = start_record(run_dir, recipe, device, model, prep, capture_why, **extra)
+    info = start_record(run_dir, recipe, device, model, prep, capture_why, precision=precision,
+                        **extra)
     if resume is not None and previous.get("started"):
         info["started"] = previous["started"]
         report.write_json(os.path.join(run_dir, "run.json"), info)
@@ -68,7 +71,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
             f"validation-based tuning)")
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, modalities {model.modalities}")
-    log(f"training step: {capture_why}")
+    log(f"training step: {capture_why}; precision {precision}")
 
     optimizer = make_optimizer(model, recipe.train, capturable=capture)
     ckpt_path = os.path.join(run_dir, "checkpoint.pt")
@@ -96,7 +99,7 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
     try:
         fit(model, objective, prep.features[trainval], prep.labels[trainval], prep.side,
             recipe.train, optimizer, start_epoch=start, image=IMAGE, on_epoch=checkpoint,
-            log=log, capture=capture)
+            log=log, capture=capture, precision=recipe.train.precision)
     except (KeyboardInterrupt, HyperzslError) as exc:
         done = torch.load(ckpt_path, weights_only=False)["epoch"] if os.path.exists(
             ckpt_path) else 0

@@ -21,6 +21,7 @@ from ..detect.detectors import make_detector
 from ..detect.metrics import score_threshold
 from ..errors import RecipeError
 from .decision import decide
+from .samples import class_side_codes
 
 
 class Gate:
@@ -33,9 +34,8 @@ class Gate:
                  image: str = "image"):
         rows = torch.as_tensor(splits["trainval"], device=prep.features.device)
         z, y = model.codes(image, prep.features[rows]), prep.labels[rows]
-        side = next(iter(prep.side))
         self.seen = torch.unique(y)
-        prototypes = model.codes(side, prep.side[side][self.seen])
+        prototypes = class_side_codes(model, prep.side, self.seen)
         self.detector = make_detector(detector, model.family.geometry, scorer,
                                       dict(options or {})).fit(z, y, prototypes=prototypes)
         s = self.detector.score(z)

@@ -6,6 +6,7 @@ import torch
 from ..errors import RecipeError
 from ..registry import STRATEGIES
 from .base import Strategy
+from .samples import class_side_codes
 
 
 @STRATEGIES.register
@@ -13,18 +14,22 @@ class PrototypeStrategy(Strategy):
     """Nearest class prototype in the family's geometry (no training): unseen classes by
     the side encoder's class codes; seen classes by the mean trainval image code
     (``seen: image_mean``) or, like the unseen ones, by side codes (``seen: side``).
-    Scores: cosine on the sphere, minus the squared distance in Euclidean latents."""
+    Several side modalities: a class's side code is the mean of their codes
+    (:func:`hyperzsl.stage.samples.class_side_codes`). Scores: cosine on the sphere, minus
+    the squared distance in Euclidean latents."""
 
     name = "prototype"
     options = {"seen": "image_mean"}
 
-    def fit(self, inputs, test_codes):
-        i, p = inputs, inputs.prep
+    def __init__(self, **options):
+        super().__init__(**options)     # built when the recipe is resolved: named there
         if self.config["seen"] not in ("image_mean", "side"):
             raise RecipeError(f"classifier.strategy_options.seen must be 'image_mean' or "
                               f"'side', got {self.config['seen']!r}")
-        side = next(iter(p.side))
-        protos = i.model.codes(side, p.side[side])                  # (C, m), all classes
+
+    def fit(self, inputs, test_codes):
+        i, p = inputs, inputs.prep
+        protos = class_side_codes(i.model, p.side)                  # (C, m), all classes
         if self.config["seen"] == "image_mean" and not i.zsl:
             rows = torch.as_tensor(i.splits["trainval"], device=p.features.device)
             z, y = i.model.codes(i.image, p.features[rows]), p.labels[rows]

@@ -10,19 +10,27 @@ import torch
 from ..data.prepare import IMAGE, Prepared
 from ..recipe import Recipe, classifier_epochs
 from ..training.model import MultimodalVAE
-from .base import StageInputs, build_strategy
+from .base import StageCodes, StageInputs, build_strategy, score_rows
 from .decision import decide
 from .gate import Gate
 from .metrics import gzsl_metrics, per_class_accuracy
 
 
-def test_codes(model: MultimodalVAE, prep: Prepared):
-    """(z_seen, y_seen, z_unseen, y_unseen): deterministic codes of the split's test sets."""
-    out = []
+def test_codes(model: MultimodalVAE, prep: Prepared) -> StageCodes:
+    """(z_seen, y_seen, z_unseen, y_unseen): deterministic codes of the split's test sets,
+    carrying the same rows' features for a strategy that reads them."""
+    out, rows = [], []
     for key in ("test_seen", "test_unseen"):
-        rows = torch.as_tensor(prep.splits[key], device=prep.device)
-        out += [model.codes(IMAGE, prep.features[rows]), prep.labels[rows]]
-    return tuple(out)
+        rows.append(torch.as_tensor(prep.splits[key], device=prep.device))
+        out += [model.codes(IMAGE, prep.features[rows[-1]]), prep.labels[rows[-1]]]
+    return StageCodes(out, prep.features, tuple(rows))
+
+
+def test_scores(scorer, codes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scorer's (test_seen, test_unseen) scores; features from ``codes`` (a
+    :class:`StageCodes`) for a strategy that reads them."""
+    x_s, x_u = getattr(codes, "features", None) or (None, None)
+    return score_rows(scorer, codes[0], x_s), score_rows(scorer, codes[2], x_u)
 
 
 def stage_classes(prep: Prepared) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +47,8 @@ def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float
     when already computed (calibration reuses them across its grid)."""
     z_s, y_s, z_u, y_u = codes
     scores = scores or (None, None)
+    if all(given is None for given in scores) and getattr(scorer, "reads_features", False):
+        scores = test_scores(scorer, codes)
     if zsl:
         return {"zsl_accuracy": per_class_accuracy(
             decide(scorer(z_u) if scores[1] is None else scores[1], seen, unseen, zsl=True), y_u)}
@@ -51,13 +61,15 @@ def stage_result(scorer, codes, seen, unseen, zsl: bool = False, stacking: float
     return gzsl_metrics(preds[0], y_s, preds[1], y_u)
 
 
-def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
+def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None,
+              strategy=None):
     """The recipe's strategy fitted on its split. It is seeded independently of VAE
     training, so that ``hyperzsl-eval`` on a saved run reproduces the numbers
     ``hyperzsl-train`` printed. With ``train.numerics: official`` it instead continues the
     random stream where VAE training left it, as the official code does (the state is in
-    the checkpoint, so eval still reproduces the run). Returns (strategy, per-epoch
-    history, codes)."""
+    the checkpoint, so eval still reproduces the run). ``strategy``: an unfitted strategy
+    to fit instead of building the recipe's (the conformance checks of a class). Returns
+    (strategy, per-epoch history, codes)."""
     official = recipe.train.numerics == "official" and model.rng_after_training is not None
     if official:
         torch.set_rng_state(model.rng_after_training)
@@ -68,9 +80,10 @@ def fit_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared, codes=None):
     seen, unseen = stage_classes(prep)
     zsl = recipe.protocol.setting == "zsl"
     cfg = recipe.classifier
-    strategy = build_strategy(cfg.strategy, cfg.strategy_options)
+    strategy = strategy or build_strategy(cfg.strategy, cfg.strategy_options)
     history = strategy.fit(StageInputs(model, prep, prep.splits, cfg, seen, unseen, zsl,
-                                       classifier_epochs(recipe), IMAGE, official), codes)
+                                       classifier_epochs(recipe), IMAGE, official,
+                                       recipe.train.precision), codes)
     return strategy, history, codes
 
 
@@ -91,8 +104,9 @@ def run_classifier_stage(recipe: Recipe, model: MultimodalVAE, prep: Prepared,
     epochs = classifier_epochs(recipe)
     samples = getattr(strategy, "samples", None)
     log("classifier: " + ", ".join(f"{k} {100 * v:.2f}" for k, v in result.items())
-        + f" ({cfg.strategy}" + (f", after {epochs} epochs, {samples} latent samples"
-                                 if samples else "")
+        + f" ({cfg.strategy}" + (f", after {epochs} epochs, {samples} "
+                                 + ("feature rows" if getattr(strategy, "reads_features", False)
+                                    else "latent samples") if samples else "")
         + (f", stacking {cfg.stacking:g}" if cfg.stacking else "")
         + (f", gate {cfg.gate.detector} at tpr {cfg.gate.tpr:g}" if gate else "") + ")")
     metrics = {"result": result, "classifier_history": history, "classifier_epochs": epochs,

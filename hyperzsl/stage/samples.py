@@ -2,9 +2,19 @@
 ``seen_samples`` posterior samples of image-encoder latents per seen class,
 ``unseen_samples`` posterior samples of side-information-encoder latents per unseen class
 (few-shot: plus ``shot_samples`` image latents from the shots), drawn from the side
-posteriors widened by ``unseen_spread`` (1: as learned, the paper). Several side
-modalities share the per-class budget. Test images are encoded by their deterministic code
-(the posterior mean).
+posteriors widened by ``unseen_spread`` (1: as learned, the paper). Test images are
+encoded by their deterministic code (the posterior mean).
+
+Several side modalities (``data.side_info`` with more than one entry): the VAE has an
+encoder and a decoder per modality, and the objective's cross-reconstruction and alignment
+run over every pair of modalities. The stage combines them as follows:
+
+* sampling strategies (``softmax``, ``feature_space``) split each unseen class's budget
+  among the side modalities in ``data.side_info`` order (:func:`split_budget`: 400 over
+  two gives 200 + 200, over three 134 + 133 + 133), each part drawn from that
+  modality's posterior of the class, so every modality describes every unseen class;
+* class codes (``prototype``, the gate's and detectors' prototypes) are the mean of the
+  modalities' codes of the class (:func:`class_side_codes`); with one modality, its codes.
 """
 from __future__ import annotations
 
@@ -62,10 +72,26 @@ def build_classifier_data(model: MultimodalVAE, features: Tensor, labels: Tensor
                           model.codes(image, features[tu]), labels[tu])
 
 
+def split_budget(n: int, parts: int) -> list[int]:
+    """``n`` samples shared by ``parts`` side modalities, the first ones taking the rest."""
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
 def _side_budget(cfg, names: list[str], few_shot: bool) -> list[int]:
     """Per-class side samples of each side information (they share the budget)."""
     n_side = cfg.unseen_samples_few_shot if few_shot else cfg.unseen_samples
-    return [n_side // len(names) + (i < n_side % len(names)) for i in range(len(names))]
+    return split_budget(n_side, len(names))
+
+
+@torch.no_grad()
+def class_side_codes(model: MultimodalVAE, side: dict[str, Tensor],
+                     classes: Tensor | None = None) -> Tensor:
+    """(C, m) class codes from the side information: the mean over the side modalities of
+    each modality's deterministic code (one modality: its codes, unchanged). ``classes``:
+    only those rows."""
+    codes = [model.codes(name, x if classes is None else x[classes])
+             for name, x in side.items()]
+    return codes[0] if len(codes) == 1 else torch.stack(codes).mean(0)
 
 
 def _per_class_samples(model, features, labels, side, splits, cfg, seen, unseen, image):

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..registry import STRATEGIES
 from ..training.model import xavier_init
+from ..training.precision import autocast, full
 from .base import Strategy
 from .decision import decide
 from .metrics import harmonic_mean, per_class_accuracy
@@ -34,13 +35,14 @@ def new_classifier(dim: int, num_outputs: int, device) -> nn.Linear:
 
 def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
                      label_map: Tensor | None = None, log=None, clf: nn.Linear | None = None,
-                     permutation=None) -> tuple[nn.Linear, list]:
+                     permutation=None, precision: str = "fp32") -> tuple[nn.Linear, list]:
     """Linear softmax classifier, Adam, shuffled batches with the last partial batch
     dropped (as the official DataLoader(drop_last=True)). Returns it and the per-epoch
     history of metrics on the test sets (for plots; the last entry is the result).
     ``clf`` (a freshly initialised layer) and ``permutation(epoch, n)`` (the row order of
     an epoch) let tools/trace_official.py feed the official code's initial weights and
-    batch order; by default the layer is Xavier-initialised and rows are shuffled."""
+    batch order; by default the layer is Xavier-initialised and rows are shuffled.
+    ``precision`` bf16: the forward pass under autocast, the loss in float32."""
     if clf is None:
         clf = new_classifier(data.train_z.shape[1], num_outputs, data.train_z.device)
     opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -52,7 +54,9 @@ def train_classifier(data: ClassifierData, num_outputs: int, cfg, epochs: int,
                 else permutation(epoch, n).to(data.train_z.device))
         for i in range(0, perm.numel() - bs + 1, bs):
             rows = perm[i:i + bs]
-            loss = nn.functional.cross_entropy(clf(data.train_z[rows]), y[rows])
+            with autocast(precision, data.train_z.device):
+                logits = full(clf(data.train_z[rows]))
+            loss = nn.functional.cross_entropy(logits, y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -119,15 +123,20 @@ class SoftmaxStrategy(Strategy):
         with torch.enable_grad():
             self.clf, history = train_classifier(
                 data, n_out, i.cfg, i.epochs, self.label_map, clf=clf,
-                permutation=official_permutation if i.official_stream else None)
+                permutation=official_permutation if i.official_stream else None,
+                precision=i.precision)
         self.samples = int(data.train_z.shape[0])
         return history
 
     def scores(self, z):
-        out = self.clf(z)
+        return self.every_class(self.clf(z))
+
+    def every_class(self, out: Tensor) -> Tensor:
+        """The classifier's outputs as scores over all classes (ZSL: -inf for the
+        classes it does not output)."""
         if self.label_map is None:
             return out
-        full = torch.full((z.shape[0], self.num_classes), -torch.inf, device=out.device,
+        full = torch.full((out.shape[0], self.num_classes), -torch.inf, device=out.device,
                           dtype=out.dtype)
         full[:, self.unseen] = out
         return full

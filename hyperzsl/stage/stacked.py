@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..data.prepare import IMAGE
 from ..recipe import classifier_epochs
+from ..training.precision import autocast, full
 from ..training.stacked import StackedLinear
 from .base import StageInputs
 from .run import stage_classes, test_codes
@@ -67,15 +68,15 @@ def fit_stacked_softmax(recipes, models, prep) -> list[tuple[SoftmaxStrategy, li
     if len(sizes) != 1:
         raise ValueError(f"stacked stages need equal latent sample counts, got {sizes}")
     histories = _train(layers, data, strategies, generators, recipes[0].classifier,
-                       next(iter(epochs)))
+                       next(iter(epochs)), recipes[0].train.precision)
     for k, (strategy, layer) in enumerate(zip(strategies, layers)):
         strategy.clf = layer
         strategy.samples = int(data[k].train_z.shape[0])
     return list(zip(strategies, histories, codes_all))
 
 
-def _train(layers: list[nn.Linear], data, strategies, generators, cfg, epochs: int
-           ) -> list[list[dict]]:
+def _train(layers: list[nn.Linear], data, strategies, generators, cfg, epochs: int,
+           precision: str = "fp32") -> list[list[dict]]:
     """Train the K layers as one stacked layer; write the weights back into them."""
     stacked = StackedLinear(layers)
     opt = torch.optim.Adam(stacked.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
@@ -92,7 +93,8 @@ def _train(layers: list[nn.Linear], data, strategies, generators, cfg, epochs: i
             for i in range(0, n - bs + 1, bs):       # the last partial batch dropped
                 rows = perm[:, i:i + bs]
                 z = torch.gather(train_z, 1, rows.unsqueeze(-1).expand(-1, -1, m))
-                logits = stacked(z)                                     # (K, bs, C)
+                with autocast(precision, z.device):
+                    logits = full(stacked(z))                           # (K, bs, C)
                 loss = F.cross_entropy(logits.transpose(1, 2), torch.gather(train_y, 1, rows),
                                        reduction="none").mean(1)       # one mean per replica
                 opt.zero_grad(set_to_none=True)

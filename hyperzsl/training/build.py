@@ -48,7 +48,8 @@ def build_objective(recipe: Recipe) -> Objective:
         if w.enabled:
             weights[name] = Warmup(w.max, w.start, w.end)
     kind = OfficialOrderObjective if recipe.train.numerics == "official" else Objective
-    return kind(weights, loss=recipe.train.loss, reduction=recipe.train.reduction)
+    return kind(weights, loss=recipe.train.loss, reduction=recipe.train.reduction,
+                options={name: w.options for name, w in terms.items() if w.options})
 
 
 def make_optimizer(model: MultimodalVAE, cfg, capturable: bool = False) -> torch.optim.Optimizer:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import RecipeError
+from .precision import autocast
 
 WARMUP_STEPS = 3        # eager steps on a side stream before capture (torch.cuda.graphs)
 
@@ -49,10 +50,11 @@ class StaticStep:
 
     def __init__(self, model, objective, optimizer, features: Tensor, labels: Tensor,
                  side: dict[str, Tensor], image: str, rows_shape: tuple[int, ...],
-                 weights_at: Callable[[int], dict] | None = None):
+                 weights_at: Callable[[int], dict] | None = None, precision: str = "fp32"):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.features, self.labels, self.side, self.image = features, labels, side, image
         self.weights_at = weights_at or objective.weights_at   # per replica: lists
+        self.precision = precision
         device = features.device
         self.rows = torch.zeros(rows_shape, dtype=torch.long, device=device)
         self.weights = {name: torch.zeros(torch.as_tensor(value).shape, dtype=features.dtype,
@@ -79,7 +81,8 @@ class StaticStep:
         y = self.labels[self.rows]
         batch = {self.image: self.features[self.rows],
                  **{name: s[y] for name, s in self.side.items()}}
-        loss, parts = self.objective(self.model, batch, None, y, weights=self.weights)
+        with autocast(self.precision, self.features.device):
+            loss, parts = self.objective(self.model, batch, None, y, weights=self.weights)
         (loss.sum() if loss.dim() else loss).backward()
         self.optimizer.step()
         self.loss_sum.add_(loss.detach())

@@ -25,6 +25,7 @@ from .build import make_optimizer
 from .captured import StaticStep
 from .model import MultimodalVAE
 from .objective import Objective
+from .precision import autocast
 
 
 class TrainingDiverged(HyperzslError, RuntimeError):
@@ -39,10 +40,10 @@ class EagerStep:
 
     def __init__(self, model, objective, optimizer, features: Tensor, labels: Tensor,
                  side: dict[str, Tensor], image: str,
-                 weights_at: Callable[[int], dict] | None = None):
+                 weights_at: Callable[[int], dict] | None = None, precision: str = "fp32"):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.features, self.labels, self.side, self.image = features, labels, side, image
-        self.weights_at = weights_at
+        self.weights_at, self.precision = weights_at, precision
         self.loss_sum: Tensor | None = None
         self.totals: dict[str, Tensor] = {}
 
@@ -56,7 +57,8 @@ class EagerStep:
         y = self.labels[rows]
         batch = {self.image: self.features[rows], **{k: s[y] for k, s in self.side.items()}}
         extra = {} if self.weights is None else {"weights": self.weights}
-        loss, parts = self.objective(self.model, batch, self.epoch, y, **extra)
+        with autocast(self.precision, self.features.device):
+            loss, parts = self.objective(self.model, batch, self.epoch, y, **extra)
         self.optimizer.zero_grad(set_to_none=True)
         (loss.sum() if loss.dim() else loss).backward()
         self.optimizer.step()
@@ -122,20 +124,22 @@ def fit(model: MultimodalVAE, objective: Objective, features: Tensor, labels: Te
         start_epoch: int = 0, image: str = "image",
         on_epoch: Callable[[int, dict], None] | None = None,
         log: Callable[[str], None] = print, capture: bool = False,
-        static: bool | None = None) -> list[dict]:
+        static: bool | None = None, precision: str = "fp32") -> list[dict]:
     """Train on the rows of ``features`` (trainval, already on the device). Side
     information enters per image as its class's vector. ``on_epoch(epoch, record)`` is
     called after every epoch (checkpointing lives there). Returns per-epoch records.
     ``capture``: replay the step as a CUDA graph; ``static``: run that static step eagerly
-    instead (default: as ``capture``; on CPU it reproduces the eager step bit for bit)."""
+    instead (default: as ``capture``; on CPU it reproduces the eager step bit for bit).
+    ``precision``: fp32 or bf16 (:mod:`hyperzsl.training.precision`)."""
     optimizer = optimizer or make_optimizer(model, cfg, capturable=capture)
     n, device = features.shape[0], features.device
     if capture if static is None else static:
         step = StaticStep(model, objective, optimizer, features, labels, side, image,
-                          (cfg.batch_size,))
+                          (cfg.batch_size,), precision=precision)
         draw = lambda: epoch_rows(n, cfg.batch_size, cfg.batching, device)  # noqa: E731
     else:
-        step = EagerStep(model, objective, optimizer, features, labels, side, image)
+        step = EagerStep(model, objective, optimizer, features, labels, side, image,
+                         precision=precision)
         draw = lambda: batch_indices(n, cfg.batch_size, cfg.batching, device)  # noqa: E731
     history = []
     for epoch, loss, parts, steps, t0 in run_epochs(step, draw, start_epoch, cfg.epochs,
@@ -158,8 +162,8 @@ def replica_weights(objectives, epoch: int) -> dict[str, list[float]]:
 def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tensor,
                  side: dict[str, Tensor], cfg, seeds: list[int], image: str = "image",
                  log=print, capture: bool = False, static: bool | None = None,
-                 objectives: list | None = None, names: list[str] | None = None
-                 ) -> list[list[dict]]:
+                 objectives: list | None = None, names: list[str] | None = None,
+                 precision: str = "fp32") -> list[list[dict]]:
     """Train a stacked model (:mod:`hyperzsl.training.stacked`); returns one history
     (per-epoch records) per replica. Replica k draws its batches from a generator seeded
     with ``seeds[k]``. ``capture`` and ``static`` as in :func:`fit`. ``objectives``: one
@@ -171,10 +175,10 @@ def fit_replicas(model: MultimodalVAE, objective, features: Tensor, labels: Tens
     weights_at = (lambda epoch: replica_weights(objectives, epoch)) if objectives else None
     if capture if static is None else static:
         step = StaticStep(model, objective, optimizer, features, labels, side, image,
-                          (k, cfg.batch_size), weights_at)
+                          (k, cfg.batch_size), weights_at, precision)
     else:
         step = EagerStep(model, objective, optimizer, features, labels, side, image,
-                         weights_at)
+                         weights_at, precision)
 
     def draw():
         return replica_batches(n, cfg.batch_size, cfg.batching, generators, features.device)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..latent.base import LatentFamily
+from .precision import full
 
 INIT_GAIN = 0.5
 
@@ -97,10 +98,10 @@ class MultimodalVAE(nn.Module):
         return list(self.input_dims)
 
     def encode(self, modality: str, x: Tensor) -> Distribution:
-        return self.family.posterior(self.encoders[modality](x))
+        return self.family.posterior(full(self.encoders[modality](x)))
 
     def decode(self, modality: str, z: Tensor) -> Tensor:
-        return self.decoders[modality](z)
+        return full(self.decoders[modality](z))
 
     @torch.no_grad()
     def codes(self, modality: str, x: Tensor, batch_size: int = 8192) -> Tensor:

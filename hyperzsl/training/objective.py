@@ -4,7 +4,9 @@ a linear warm-up, each term switchable.
 
 Switching terms off gives the paper's ablations: DA-VAE (no cross-reconstruction),
 CA-VAE (no alignment), CADA-VAE (both). ``classification`` is the boundary-based model's
-cross-entropy of the model's ``latent_classifier`` on every modality's latent samples. As
+cross-entropy of the model's ``latent_classifier`` on every modality's latent samples;
+``contrastive`` CE-GZSL's instance- and class-level contrastive losses between image codes
+and class codes, in the family's geometry (:mod:`hyperzsl.training.contrastive`). As
 in the official code every term is a *sum* over batch and dimensions by default
 (reference/cadavae.md section 4); ``reduction: mean`` divides the whole loss by the batch
 size (Adam is nearly invariant to that).
@@ -12,14 +14,17 @@ size (Adam is nearly invariant to that).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.prepare import IMAGE
 from ..errors import RecipeError
-from ..registry import LOSS_TERMS
+from ..registry import LOSS_TERMS, check_options
+from .contrastive import class_contrastive, instance_contrastive
 from .model import MultimodalVAE
 
 
@@ -97,13 +102,23 @@ class TermContext:
 
 class LossTerm:
     """A weighted term of the objective. ``default``: its recipe entry when the recipe
-    says nothing (enabled, max, start, end); ``needs_latent_classifier``: the model gets
-    one (training.build reads this, never the name). Register with
-    ``@LOSS_TERMS.register`` where the class is defined."""
+    says nothing (enabled, max, start, end); ``options``: the term's own options (name ->
+    default), set in the recipe as ``train.terms.NAME.options`` and checked when the
+    recipe is resolved (unknown names here, bad values in ``__init__``: named errors);
+    ``needs_latent_classifier``: the model gets one (training.build reads this, never the
+    name); ``stackable``: it returns one sum per replica for stacked batches (through
+    ``ctx.total``), so stacked replicas (hyperzsl.runs.replicas) may train it. Register
+    with ``@LOSS_TERMS.register`` where the class is defined."""
 
     name: ClassVar[str] = "abstract"
     default: ClassVar[dict] = {"enabled": False, "max": 1.0, "start": 0, "end": 0}
+    options: ClassVar[Mapping[str, Any]] = {}
     needs_latent_classifier: ClassVar[bool] = False
+    stackable: ClassVar[bool] = False
+
+    def __init__(self, **options: Any) -> None:
+        check_options("loss term", self.name, options, self.options)
+        self.config = {**self.options, **options}
 
     def __call__(self, ctx: TermContext) -> Tensor:
         raise NotImplementedError
@@ -114,6 +129,7 @@ class KLTerm(LossTerm):
     """KL of every modality's posterior to the prior."""
     name = "kl"
     default = {"enabled": True, "max": 0.25, "start": 0, "end": 93}
+    stackable = True
 
     def __call__(self, ctx):
         family = ctx.model.family
@@ -125,6 +141,7 @@ class CrossReconstructionTerm(LossTerm):
     """Every modality decoded from every other modality's samples."""
     name = "cross_reconstruction"
     default = {"enabled": True, "max": 2.37, "start": 21, "end": 75}
+    stackable = True
 
     def __call__(self, ctx):
         return sum(ctx.reconstruct(a, b) for a, b in itertools.permutations(ctx.batch, 2))
@@ -135,6 +152,7 @@ class AlignmentTerm(LossTerm):
     """The family's distance between the posteriors of every pair of modalities."""
     name = "alignment"
     default = {"enabled": True, "max": 8.13, "start": 6, "end": 22}
+    stackable = True
 
     def __call__(self, ctx):
         family = ctx.model.family
@@ -160,21 +178,66 @@ class ClassificationTerm(LossTerm):
                    for m in ctx.batch)
 
 
+@LOSS_TERMS.register
+class ContrastiveTerm(LossTerm):
+    """CE-GZSL's contrastive losses (Han et al., CVPR 2021) on the posterior codes (means
+    or mean directions, so no sampler correction is involved), in the family's geometry
+    (cosine on the sphere, the negative squared distance otherwise;
+    :mod:`hyperzsl.training.contrastive`), logits divided by ``temperature``. Per image
+    row: the instance-level loss among the batch's image codes (positives: the other
+    images of its class) plus, for every side-information modality, the class-level loss
+    of its image code against the batch's distinct class codes of that modality. Needs
+    the batch's labels."""
+    name = "contrastive"
+    default = {"enabled": False, "max": 1.0, "start": 0, "end": 0}
+    options = {"temperature": 0.1}
+    stackable = True
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        t = self.config["temperature"]
+        try:              # YAML reads 1e-1 (no dot) as a string
+            value = float(t) if isinstance(t, str) else t
+        except ValueError:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0 < value < math.inf:
+            raise RecipeError(f"temperature must be a positive number, got {t!r}")
+        self.temperature = float(value)
+
+    def __call__(self, ctx):
+        if ctx.labels is None or IMAGE not in ctx.batch:
+            raise RecipeError("train.terms.contrastive needs the batch's labels and its "
+                              f"'{IMAGE}' modality")
+        family, t = ctx.model.family, self.temperature
+        codes = {m: family.code(q) for m, q in ctx.posts.items()}
+        anchors = codes[IMAGE]
+        per_sample = instance_contrastive(anchors, ctx.labels, family.geometry, t)
+        for m, z in codes.items():
+            if m != IMAGE:
+                per_sample = per_sample + class_contrastive(anchors, z, ctx.labels,
+                                                            family.geometry, t)
+        return ctx.total(per_sample)
+
+
 TERMS = tuple(LOSS_TERMS.names())   # the built-in terms, for code that lists them
 
 
 class Objective:
-    """``weights``: term name -> Warmup, for the terms that are on. Reconstruction of
-    every modality from its own samples is always on, with weight 1."""
+    """``weights``: term name -> Warmup, for the terms that are on; ``options``: term
+    name -> its options (``train.terms.NAME.options``). Reconstruction of every modality
+    from its own samples is always on, with weight 1."""
 
     def __init__(self, weights: Mapping[str, Warmup], loss: str = "l1",
-                 reduction: str = "sum"):
+                 reduction: str = "sum", options: Mapping[str, Mapping] | None = None):
         unknown = [name for name in weights if name not in LOSS_TERMS]
         if unknown:
             raise RecipeError(f"unknown loss terms {sorted(unknown)}; known: "
                               f"{LOSS_TERMS.names()}")
         self.weights = dict(weights)
-        self.terms = {name: LOSS_TERMS.get(name)() for name in self.weights}
+        options = options or {}
+        self.terms = {name: LOSS_TERMS.get(name)(**options.get(name, {}))
+                      for name in self.weights}
         self.loss = loss
         self.reduction = reduction
 
