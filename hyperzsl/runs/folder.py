@@ -96,8 +96,8 @@ def start_record(run_dir: str, recipe: Recipe, device, model, prep, training_ste
     info = {"status": "training", "seed": recipe.seed, "mode": recipe.mode,
             "device": str(device), "family": model.family.describe(),
             "data": prep.fs.summary(), "environment": report.environment(),
-            "code": code_fingerprint(), "training_step": training_step, **extra,
-            "started": now(), "command": " ".join(sys.argv)}
+            "code": code_fingerprint(), "training_step": training_step,
+            "started": now(), "command": " ".join(sys.argv), **extra}
     report.atomic_write_text(os.path.join(run_dir, "recipe.yaml"), dump_recipe(recipe))
     report.write_json(os.path.join(run_dir, "run.json"), info)
     return info

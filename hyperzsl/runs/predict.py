@@ -148,6 +148,7 @@ class Predictor:
             self.stacking = None
         first = self.members[0]
         self.recipe, self.model, self.prep = first.recipe, first.model, first.prep
+        self.record = self._record() or {}        # how the data set was made, if known
         self.names = self._class_names()
         self.embedding = self._embedding(backbone, resolution)
         self.detector = self._detector(detector) if detector else None
@@ -162,14 +163,13 @@ class Predictor:
         return report.read_json_if_present(os.path.join(folder, RECORD_FILE))
 
     def _class_names(self) -> list[str]:
-        record = self._record() or {}
-        names = record.get("class_display_names") or self.prep.fs.class_names
+        names = self.record.get("class_display_names") or self.prep.fs.class_names
         c = self.prep.fs.num_classes
         return list(names) if names and len(names) == c else [f"class {i}" for i in range(c)]
 
     def _embedding(self, backbone: str | None, resolution: int | None):
         """(backbone name, resolution), checked against what made the run's features."""
-        record = self._record() or {}
+        record = self.record
         recorded = record.get("backbone")
         if backbone and recorded and backbone != recorded:
             raise DataError(f"--backbone {backbone}: this run's features were made with "

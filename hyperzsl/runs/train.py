@@ -55,11 +55,10 @@ def train_run(recipe: Recipe, run_dir: str, device: torch.device,
             "at": _dt.datetime.now().isoformat(timespec="seconds"),
             "from_epoch": resume["epoch"], "code_changed": resume.get("code_changed", False),
             "recipe_changed": resume.get("recipe_changed", False)}]
+        if previous.get("started"):
+            extra["started"] = previous["started"]      # a resumed run keeps its start
     info = start_record(run_dir, recipe, device, model, prep, capture_why, precision=precision,
                         **extra)
-    if resume is not None and previous.get("started"):
-        info["started"] = previous["started"]
-        report.write_json(os.path.join(run_dir, "run.json"), info)
     log(f"hyperzsl {info['environment']['hyperzsl']} | {recipe.name} | mode {recipe.mode} | "
         f"family {model.family.name} | device {device} | seed {recipe.seed}")
     log(f"data: {prep.fs.summary()}")
