@@ -65,6 +65,7 @@ def test_expansion_variants_sweeps_seeds(tmp_path):
     ({"sweeps": {"cross": {"model.latent_dim": [4, -1]}}}, "run demo/default/latent_dim=-1"),
     ({"metrics": ["H", "auroc"]}, "no run writes a metric 'auroc'"),
     ({"metrics": ["ood.detectors.knn.auroc"]}, "set 'ood: true'"),
+    ({"metrics": ["calibration.validation.Hx"]}, "no run writes a metric "),
     ({"recipes": {"demo": "missing.yaml"}}, "recipe not found"),
     ({"seeds": [0, 0]}, "listed twice"),
     ({"resources": {"gpu": 1}}, "(did you mean 'gpus'?)"),
@@ -195,3 +196,17 @@ def test_ood_metrics_are_collected_whatever_the_tpr(tmp_path):
     knn = _read(run / "ood.json")["detectors"]["knn"]
     assert summary["rows"][0]["values"]["ood.detectors.knn.auroc"]["mean"] == \
         pytest.approx(100 * knn["auroc"])
+
+
+def test_calibrated_grid_collects_the_validation_h_that_chose_its_knobs(tmp_path):
+    """Levers are compared on validation H (calibration.validation.H), never on test."""
+    path = write_grid(tmp_path, metrics=["calibration.validation.H", "H"],
+                      set={**FAST, "calibration.enabled": True,
+                           "data.synthetic": {**FAST["data.synthetic"], "val_classes": 3},
+                           "calibration.unseen_spread": [1.0, 2.0]})
+    assert grid_main([path]) == 0
+    run = tmp_path / "out" / "demo" / "default" / "seed0"
+    chosen = _read(run / "calibration.json")["validation"]["H"]
+    summary = _read(tmp_path / "out" / "compare" / "summary.json")
+    assert summary["rows"][0]["values"]["calibration.validation.H"]["mean"] == \
+        pytest.approx(100 * chosen)

@@ -359,11 +359,16 @@ def group_tasks(runs: list[RunSpec]) -> list[Task]:
 
 def check_metric_name(metric: str, ood: bool, where: str) -> None:
     """A metric a grid collects must be one a run writes: a result key (``H``), the
-    uncalibrated result of a calibrated run (``uncalibrated.H``), or with ``ood: true`` a
-    path into ood.json (``ood.detectors.knn.auroc``; ``*`` matches every detector)."""
+    uncalibrated result of a calibrated run (``uncalibrated.H``), the validation result
+    that chose a calibrated run's knobs (``calibration.validation.H``; an ensemble's is
+    ``ensemble.validation.H``), or with ``ood: true`` a path into ood.json
+    (``ood.detectors.knn.auroc``; ``*`` matches every detector)."""
     head = metric.split(".")[0]
     if metric in RESULT_METRICS or (head == "uncalibrated" and
                                     metric.split(".", 1)[-1] in RESULT_METRICS):
+        return
+    if head in ("calibration", "ensemble") and metric.count(".") == 2 and \
+            metric.split(".")[1] == "validation" and metric.split(".")[2] in RESULT_METRICS:
         return
     if head == "ood":
         if not ood:
@@ -375,4 +380,5 @@ def check_metric_name(metric: str, ood: bool, where: str) -> None:
         return
     raise GridError(f"{where}: no run writes a metric '{metric}'"
                     f"{suggestion(metric, RESULT_METRICS)} (metrics: "
-                    f"{', '.join(RESULT_METRICS)}, uncalibrated.H, ood.PATH)")
+                    f"{', '.join(RESULT_METRICS)}, uncalibrated.H, calibration.validation.H, "
+                    f"ensemble.validation.H, ood.PATH)")
