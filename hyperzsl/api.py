@@ -1,11 +1,13 @@
 """The Python API for notebooks, beside the CLI: the same run folders, the same numbers.
 
-    import hyperzsl
-    run = hyperzsl.train("recipes/demo.yaml", overrides=["train.epochs=10"], out="runs/nb")
-    run.metrics["result"]                   # S / U / H
-    run.evaluate(ood=True)["ood"]           # OOD detection on the saved VAE
-    z = run.codes("test_unseen")            # deterministic image codes of a split
-    run.predict(["photo.jpg"], top_k=5)     # new images by the run's own decision
+```python
+import hyperzsl
+run = hyperzsl.train("recipes/demo.yaml", overrides=["train.epochs=10"], out="runs/nb")
+run.metrics["result"]                   # S / U / H
+run.evaluate(ood=True)["ood"]           # OOD detection on the saved VAE
+z = run.codes("test_unseen")            # deterministic image codes of a split
+run.predict(["photo.jpg"], top_k=5)     # new images by the run's own decision
+```
 """
 from __future__ import annotations
 

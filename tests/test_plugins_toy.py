@@ -1,7 +1,7 @@
 """A toy latent family, a toy detector, a toy loss term and a toy classifier strategy,
 registered here and nowhere else: the conformance suite (tests/test_conformance.py's
 run-time loops), the recipe checks and training pick them up with no other edit; broken
-variants fail the checks."""
+variants fail the checks. docs/extending.md shows the four toys from the marked sections."""
 import pytest
 import torch
 from conftest import REPO
@@ -17,6 +17,7 @@ from hyperzsl.training import LOSS_TERMS, LossTerm
 DEMO = f"{REPO}/recipes/demo.yaml"
 
 
+# --8<-- [start:family]
 @register_family
 class UnitGaussianFamily(LatentFamily):
     """N(mu, I): the head is the mean only."""
@@ -44,8 +45,10 @@ class UnitGaussianFamily(LatentFamily):
 
     def code(self, q):
         return q.mean
+# --8<-- [end:family]
 
 
+# --8<-- [start:detector]
 @REGISTRY.register
 class CentroidDetector(Detector):
     """Distance to the mean of the ID latents."""
@@ -57,8 +60,10 @@ class CentroidDetector(Detector):
 
     def _score(self, z):
         return (z - self.centre).norm(dim=-1)
+# --8<-- [end:detector]
 
 
+# --8<-- [start:loss_term]
 @LOSS_TERMS.register
 class CodeNormTerm(LossTerm):
     """Squared norm of every modality's posterior code (off unless a recipe enables it)."""
@@ -68,8 +73,10 @@ class CodeNormTerm(LossTerm):
     def __call__(self, ctx):
         family = ctx.model.family
         return sum(family.code(q).pow(2).sum() for q in ctx.posts.values())
+# --8<-- [end:loss_term]
 
 
+# --8<-- [start:strategy]
 @STRATEGIES.register
 class NearestMeanStrategy(Strategy):
     """Seen classes by the mean trainval image code, unseen ones by the side code;
@@ -91,6 +98,7 @@ class NearestMeanStrategy(Strategy):
 
     def scores(self, z):
         return -self.config["scale"] * torch.cdist(z, self.centres).pow(2)
+# --8<-- [end:strategy]
 
 
 class NonFiniteTerm(CodeNormTerm):

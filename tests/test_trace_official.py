@@ -1,5 +1,5 @@
 """tools/trace_official.py skips cleanly without the official checkout (it is kept outside
-the project; README "Parity with the official code")."""
+the project; docs/parity.md)."""
 import importlib.util
 import os
 

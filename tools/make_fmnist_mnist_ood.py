@@ -9,7 +9,7 @@ that installs offline:
 
 Writes two files into the ``--out`` folder:
 
-* ``fmnist.npz``, an ordinary hyperzsl feature file (README "Your own data") with every
+* ``fmnist.npz``, an ordinary hyperzsl feature file (docs/getting-started.md, "Your own features") with every
   class seen: ``features`` (70000 x D float32: the 60k training images, then the 10k test
   images), ``labels`` (0-based), ``side_info`` (the 10 x 10 identity: one-hot class
   vectors, since Fashion-MNIST has no attributes, so the side encoder learns one latent

@@ -1,8 +1,9 @@
-"""Users' own features as one ``.npz`` (or ``.pt``) file. Schema (README, "Your own data"):
+"""Users' own features as one ``.npz`` (or ``.pt``) file. Schema (docs/getting-started.md,
+"Your own features"):
 
 * ``features``: N x D float array; ``labels``: N ints, **0-based** class ids;
-* side information: ``side_info`` (C x A), and/or any other C x A arrays named in the
-  recipe (``data.side_info: [{key: my_text_embedding}]``);
+* side information: the C x A arrays named in the recipe's ``data.side_info`` (default
+  ``[{key: att}]``; e.g. ``[{key: my_text_embedding}]``);
 * ``trainval_loc``, ``test_seen_loc`` (optional ``test_unseen_loc``, ``train_loc``,
   ``val_loc``): **0-based** sample indices; without ``test_unseen_loc`` (or with it
   empty) every class is seen;

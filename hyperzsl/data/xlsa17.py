@@ -117,7 +117,7 @@ def load_xlsa17(root: str, side_info: list[SideInfoSpec] | None = None,
     """Read ``root/res101.mat`` and ``root/att_splits.mat`` into a validated FeatureSet."""
     if not os.path.isdir(root):
         raise DataError(f"data folder not found: {root} (expected {features_file} and "
-                        f"{splits_file} inside; see README 'Bringing xlsa17 data')")
+                        f"{splits_file} inside; see docs/getting-started.md, 'A real data set: xlsa17')")
     res_path = os.path.join(root, features_file)
     res = load_mat(res_path)
     feats = _numeric(np.asarray(_get(res, "features", res_path)), f"{res_path}: 'features'")

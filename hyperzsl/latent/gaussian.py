@@ -33,6 +33,8 @@ class DiagonalGaussian(Independent):
 
 @FAMILIES.register
 class GaussianFamily(LatentFamily):
+    """Diagonal Gaussian posteriors, N(0, I) prior, 2-Wasserstein alignment (CADA-VAE)."""
+
     name = "gaussian"
     geometry = "euclidean"
     stackable = True                 # every operation is elementwise or over the last dim

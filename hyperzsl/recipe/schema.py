@@ -12,51 +12,81 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
 from ..errors import RecipeError
-from ..registry import LOSS_TERMS, closest, suggestion
+from ..registry import DETECTORS, FAMILIES, LOSS_TERMS, STRATEGIES, closest, suggestion
+
+
+def doc(default: Any = dataclasses.MISSING, text: str = "", *, factory: Any = dataclasses.MISSING,
+        choices: Any = None) -> Any:
+    """A recipe key: its default and the one line the generated key reference
+    (:mod:`hyperzsl.recipe.reference`) prints for it, so that a key is described once, here.
+    ``choices``: the registry its values come from (families, strategies, detectors)."""
+    return field(default=default, default_factory=factory,
+                 metadata={"doc": text, "choices": choices})
 
 
 @dataclass
 class SideInfoConfig:
-    key: str = "att"
-    file: Optional[str] = None
-    name: Optional[str] = None
+    """One side-information modality (``data.side_info`` entry)."""
+    key: str = doc("att", "the class matrix in the data (C x A, one row per class)")
+    file: Optional[str] = doc(None, "xlsa17 only: the .mat file in data.path that holds it "
+                                    "(null: data.splits_file)")
+    name: Optional[str] = doc(None, "the modality's name in models and records (null: the key); "
+                                    "two entries of one key need distinct names")
 
 
 @dataclass
 class SyntheticConfig:
-    classes: int = 40
-    unseen: int = 10
-    per_class: int = 75
-    attr_dim: int = 85
-    feature_dim: int = 2048
-    noise: float = 0.6
-    idio: float = 0.0
-    nuisance_rank: int = 0
-    nuisance: float = 0.0
-    test_seen_fraction: float = 0.2
-    val_classes: int = 0
-    seed: int = 0
+    """The embedded generator's parameters (``data.kind: synthetic``)."""
+    classes: int = doc(40, "number of classes")
+    unseen: int = doc(10, "how many of them are unseen (in test_unseen only)")
+    per_class: int = doc(75, "samples per class")
+    attr_dim: int = doc(85, "width of the class attributes (att)")
+    feature_dim: int = doc(2048, "width of the image features")
+    noise: float = doc(0.6, "std of the isotropic per-sample noise (0.6: the easy set, 8: the "
+                            "hard one)")
+    idio: float = doc(0.0, "std of a per-class feature offset the attributes do not explain")
+    nuisance_rank: int = doc(0, "rank of a per-sample nuisance subspace (0: none)")
+    nuisance: float = doc(0.0, "std of the per-sample nuisance in that subspace")
+    test_seen_fraction: float = doc(0.2, "share of each seen class's samples held out as "
+                                         "test_seen")
+    val_classes: int = doc(0, "seen classes put into val_loc (0: no train_loc / val_loc)")
+    seed: int = doc(0, "the generator's own seed (the data does not change with the run's seed)")
 
 
 @dataclass
 class DataConfig:
-    kind: Literal["synthetic", "xlsa17", "file"] = "synthetic"
-    path: Optional[str] = None
-    name: Optional[str] = None
-    features_file: str = "res101.mat"
-    splits_file: str = "att_splits.mat"
-    side_info: list[SideInfoConfig] = field(default_factory=lambda: [SideInfoConfig()])
-    scaling: Literal["minmax_trainval", "none", "legacy_test_scaling"] = "minmax_trainval"
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Where the features, class matrices and splits come from."""
+    kind: Literal["synthetic", "xlsa17", "file"] = doc(
+        "synthetic", "the embedded generator, an xlsa17 folder, or one .npz/.pt file")
+    path: Optional[str] = doc(None, "the xlsa17 folder or the .npz/.pt file; looked up from the "
+                                    "working directory, then beside the recipe")
+    name: Optional[str] = doc(None, "the data set's name; classifier.epochs: paper looks it up "
+                                    "(CUB, SUN, AWA1, AWA2)")
+    features_file: str = doc("res101.mat", "xlsa17: the features file in data.path")
+    splits_file: str = doc("att_splits.mat", "xlsa17: the class-matrix and splits file in "
+                                              "data.path")
+    side_info: list[SideInfoConfig] = doc(
+        text="the side-information modalities, one encoder and decoder each",
+        factory=lambda: [SideInfoConfig()])
+    scaling: Literal["minmax_trainval", "none", "legacy_test_scaling"] = doc(
+        "minmax_trainval", "MinMax fit on trainval; legacy_test_scaling: the paper-era fit that "
+                           "saw test statistics (an ablation only)")
+    synthetic: SyntheticConfig = doc(text="the generator's parameters (data.kind: synthetic)",
+                                     factory=SyntheticConfig)
 
 
 @dataclass
 class ModelConfig:
-    family: str = "gaussian"
-    family_options: dict = field(default_factory=dict)
-    latent_dim: int = 64
-    image_hidden: list[int] = field(default_factory=lambda: [1560, 1660])
-    side_hidden: list[int] = field(default_factory=lambda: [1450, 665])
+    """The multimodal VAE: one encoder and decoder per modality, one latent family."""
+    family: str = doc("gaussian", "the latent family: geometry of posteriors and prior",
+                      choices=FAMILIES)
+    family_options: dict = doc(text="the family's own options (table below); the mode fills "
+                                   "those left out", factory=dict)
+    latent_dim: int = doc(64, "latent dimensions m")
+    image_hidden: list[int] = doc(text="[encoder hidden, decoder hidden] widths of the image VAE",
+                                  factory=lambda: [1560, 1660])
+    side_hidden: list[int] = doc(text="[encoder hidden, decoder hidden] widths of each side VAE",
+                                 factory=lambda: [1450, 665])
 
 
 @dataclass
@@ -64,11 +94,12 @@ class WarmupConfig:
     """A loss term's recipe entry: on or off, its warm-up weight and its own options
     (the term's declared ``options``, e.g. ``contrastive: {options: {temperature: 0.1}}``;
     names and values are checked when the recipe is resolved)."""
-    enabled: bool = True
-    max: float = 1.0
-    start: int = 0
-    end: int = 0
-    options: dict = field(default_factory=dict)
+    enabled: bool = doc(True, "the term is part of the objective")
+    max: float = doc(1.0, "its weight once warmed up")
+    start: int = doc(0, "epoch where the weight starts rising from 0")
+    end: int = doc(0, "epoch where it reaches max: weight(epoch) = clip((epoch - start) / "
+                      "(end - start) * max, 0, max)")
+    options: dict = doc(text="the term's own options (declared by the term)", factory=dict)
 
 
 class Terms(dict):
@@ -111,62 +142,73 @@ def _terms_factory() -> Terms:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 50
+    """VAE training: the optimiser, the batch stream, the loss terms and the arithmetic."""
+    epochs: int = doc(100, "VAE training epochs")
+    batch_size: int = doc(50, "rows per VAE step")
     batching: Optional[Literal["random_subsets", "random_subsets_stepwise",
-                               "shuffled_epochs"]] = None
-    lr: float = 1.5e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    amsgrad: bool = True
-    loss: Literal["l1", "l2"] = "l1"
-    reduction: Literal["sum", "mean"] = "sum"
-    terms: Terms = field(default_factory=_terms_factory)
-    checkpoint_every: int = 10
-    log_every: int = 1
-    # official: the official trainstep's float arithmetic op for op (hyperzsl.training.official);
-    # fast: the generic objective. Default: official in faithful mode where it applies.
-    numerics: Optional[Literal["official", "fast"]] = None
-    # Adam's fused kernel; false: the per-tensor loop the official code runs (default:
-    # false with numerics official, else true)
-    fused_optimizer: Optional[bool] = None
-    # Replay the training step as a CUDA graph (hyperzsl.training.captured); needs CUDA and
-    # numerics fast. Default: eager (opt-in until measured on a GPU).
-    capture: Optional[bool] = None
-    # fp32, or bf16 mixed precision: matrix products in bfloat16 under autocast, parameters,
-    # optimiser state and losses in float32 (hyperzsl.training.precision). Needs numerics fast.
-    precision: Literal["fp32", "bf16"] = "fp32"
+                               "shuffled_epochs"]] = doc(
+        None, "an epoch = ceil(N / batch) random subsets (stepwise: each drawn just before its "
+              "step, as the official code) or one shuffled pass; null: stepwise with official "
+              "numerics, else random_subsets")
+    lr: float = doc(1.5e-4, "Adam's learning rate")
+    betas: list[float] = doc(text="Adam's betas", factory=lambda: [0.9, 0.999])
+    amsgrad: bool = doc(True, "the AMSGrad variant of Adam (the paper's)")
+    loss: Literal["l1", "l2"] = doc("l1", "reconstruction and cross-reconstruction distance")
+    reduction: Literal["sum", "mean"] = doc("sum", "sum every term over rows and dimensions "
+                                                   "(the paper), or average")
+    terms: Terms = doc(text="the loss terms by name, one entry per registered term, summed in "
+                            "registration order", factory=_terms_factory)
+    checkpoint_every: int = doc(10, "epochs between checkpoints (an interrupted run resumes "
+                                    "from the last)")
+    log_every: int = doc(1, "epochs between progress lines in train.log")
+    numerics: Optional[Literal["official", "fast"]] = doc(
+        None, "official: the official code's float arithmetic op for op; fast: the generic "
+              "objective; null: official in faithful mode where it applies, else fast")
+    fused_optimizer: Optional[bool] = doc(
+        None, "Adam's fused kernel; null: false with official numerics (the official code's "
+              "per-tensor loop), else true")
+    capture: Optional[bool] = doc(
+        None, "replay the VAE step as one CUDA graph (needs CUDA and fast numerics); null: "
+              "eager, until measured on a GPU")
+    precision: Literal["fp32", "bf16"] = doc(
+        "fp32", "bf16: matrix products in bfloat16 under autocast, parameters, Adam state and "
+                "losses in float32 (needs fast numerics)")
 
 
 @dataclass
 class ClassifierConfig:
-    seen_samples: int = 200
-    unseen_samples: int = 400
-    unseen_samples_few_shot: int = 200
-    shot_samples: int = 200
-    sampling: Optional[Literal["first_n", "random"]] = None
-    epochs: Union[int, Literal["paper"]] = 23
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    batch_size: int = 32
-    # Widen the side-information posteriors the unseen classes' latents are drawn from
-    # (1 = as learned, the paper). A seen/unseen calibration knob: choose it on the
-    # validation split (protocol.split: validation), never on test.
-    unseen_spread: float = 1.0
-    # The stage's strategy (hyperzsl.registry.STRATEGIES: softmax | prototype) and its options
-    strategy: str = "softmax"
-    strategy_options: dict = field(default_factory=dict)
-    # Calibrated stacking: subtracted from the seen classes' scores (0: the paper's argmax)
-    stacking: float = 0.0
-    # Seen/unseen gate: samples the detector flags go to the unseen classes (null: none)
-    gate: Optional["GateConfig"] = None
+    """The classifier stage: from a trained VAE to class scores and S / U / H."""
+    seen_samples: int = doc(200, "image latents per seen class")
+    unseen_samples: int = doc(400, "side-information latents per unseen class (0 shots)")
+    unseen_samples_few_shot: int = doc(200, "side-information latents per unseen class when "
+                                            "protocol.shots > 0")
+    shot_samples: int = doc(200, "image latents per unseen class from its shots")
+    sampling: Optional[Literal["first_n", "random"]] = doc(
+        None, "first_n: the class block repeated, first n rows (the official code); random: "
+              "drawn with replacement; null: the mode's")
+    epochs: Union[int, Literal["paper"]] = doc(
+        23, "classifier epochs, or paper: the official table by data.name, setting and shots")
+    lr: float = doc(1e-3, "the classifier's Adam learning rate")
+    betas: list[float] = doc(text="the classifier's Adam betas", factory=lambda: [0.5, 0.999])
+    batch_size: int = doc(32, "rows per classifier step")
+    unseen_spread: float = doc(
+        1.0, "widen the side posteriors unseen latents are drawn from (1: as learned, the "
+             "paper); choose it on validation, never on test")
+    strategy: str = doc("softmax", "how codes become class scores", choices=STRATEGIES)
+    strategy_options: dict = doc(text="the strategy's own options (table below)", factory=dict)
+    stacking: float = doc(0.0, "calibrated stacking: subtracted from the seen classes' scores "
+                               "before the argmax (0: the paper)")
+    gate: Optional["GateConfig"] = doc(None, "seen/unseen gate: samples the detector flags go "
+                                             "to the unseen classes (null: none)")
 
 
 @dataclass
 class GateConfig:
-    detector: str = "vmf"
-    options: dict = field(default_factory=dict)
-    tpr: float = 0.95          # share of the split's trainval codes kept on the seen side
-    per_class: bool = False    # one threshold per seen class (the boundary paper's v2)
+    """A seen/unseen gate (``classifier.gate``)."""
+    detector: str = doc("vmf", "the detector that routes samples", choices=DETECTORS)
+    options: dict = doc(text="the detector's options", factory=dict)
+    tpr: float = doc(0.95, "share of the split's trainval codes kept on the seen side")
+    per_class: bool = doc(False, "one threshold per seen class (the boundary paper's v2)")
 
 
 @dataclass
@@ -174,72 +216,86 @@ class CalibrationConfig:
     """``enabled``: hyperzsl-train first trains on the validation split, chooses the
     classifier-stage knobs below by validation H (the VAE trained once, only the stage
     rerun per value), then trains on trainval and reports test with the chosen knobs."""
-    enabled: bool = False
-    unseen_spread: list[float] = field(default_factory=lambda: [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
-    # stacking constants: a list, "auto" (0 and every point where a validation decision
-    # changes, at 200 quantiles of the seen-unseen score margin) or "off" (0 only)
-    stacking: Union[list[float], Literal["auto", "off"]] = "auto"
-    gate_detectors: list[str] = field(default_factory=list)   # e.g. [vmf, energy]
-    gate_tpr: list[float] = field(default_factory=lambda: [0.95])
-    # K > 1: K calibrated members (seeds seed..seed+K-1), probabilities averaged, the
-    # ensemble's stacking chosen on validation (hyperzsl.runs.ensemble)
-    ensemble: int = 1
+    enabled: bool = doc(False, "choose the knobs below on the validation split, then train on "
+                               "trainval and report test with them")
+    unseen_spread: list[float] = doc(text="classifier.unseen_spread values to try",
+                                     factory=lambda: [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0])
+    stacking: Union[list[float], Literal["auto", "off"]] = doc(
+        "auto", "stacking constants to try: a list, auto (0 and every point where a validation "
+                "decision changes, at 200 quantiles of the seen-unseen margin) or off (0 only)")
+    gate_detectors: list[str] = doc(text="gate detectors to try, each at every gate_tpr",
+                                    factory=list, choices=DETECTORS)
+    gate_tpr: list[float] = doc(text="gate tpr values to try", factory=lambda: [0.95])
+    ensemble: int = doc(1, "K > 1: K calibrated members (seeds seed .. seed + K - 1), "
+                           "probabilities averaged, the ensemble's stacking chosen on validation")
 
 
 @dataclass
 class ProtocolConfig:
-    setting: Literal["gzsl", "zsl"] = "gzsl"
-    shots: int = 0
-    shots_seed: Optional[int] = None
-    # "validation": train on train_loc minus a held-out share of its images per class,
-    # test on that share (seen) and on val_loc (unseen: classes disjoint from train_loc),
-    # so classifier-stage knobs are chosen without the test split.
-    split: Literal["test", "validation"] = "test"
-    validation_holdout: float = 0.2
-    # the seed that draws the held-out images of the validation split (default: seed);
-    # a seed ensemble's members share the first member's, so their scores can be averaged
-    validation_seed: Optional[int] = None
+    """What is evaluated: GZSL or ZSL, shots, and the test or the validation split."""
+    setting: Literal["gzsl", "zsl"] = doc("gzsl", "gzsl: every class competes (S, U, H); zsl: "
+                                                  "the unseen classes only")
+    shots: int = doc(0, "k images per unseen class moved from test_unseen into training "
+                        "(few-shot; seeded)")
+    shots_seed: Optional[int] = doc(None, "seed of the shots' draw (null: seed)")
+    split: Literal["test", "validation"] = doc(
+        "test", "validation: train on train_loc minus a held-out share of its images, test on "
+                "that share (seen) and on val_loc (unseen); never touches test")
+    validation_holdout: float = doc(0.2, "share of each train_loc class held out as "
+                                         "validation seen")
+    validation_seed: Optional[int] = doc(
+        None, "seed that draws the held-out images (null: seed); an ensemble's members share "
+              "the first member's, so that their scores describe the same images")
 
 
 @dataclass
 class OODSetConfig:
-    name: str = ""
-    path: str = ""      # .npz/.pt with 'features'; relative to cwd, else to the recipe
+    """A dataset-vs-dataset OOD set (``ood.sets`` entry)."""
+    name: str = doc("", "its name in the outputs (letters, digits, _ and -)")
+    path: str = doc("", ".npz/.pt file with features (the ID features' width and raw units); "
+                        "working directory first, else beside the recipe")
 
 
 @dataclass
 class DetectorEntry:
     """A detector with constructor options, e.g. ``{name: knn, options: {k: 100}}``;
     ``label`` names it in the outputs (default: the name)."""
-    name: str = ""
-    options: dict = field(default_factory=dict)
-    label: Optional[str] = None
+    name: str = doc("", "the detector", choices=DETECTORS)
+    options: dict = doc(text="its constructor options, e.g. {k: 100} for knn", factory=dict)
+    label: Optional[str] = doc(None, "its name in the outputs (null: the name)")
 
 
 @dataclass
 class OODConfig:
     """Dataset-vs-dataset OOD evaluation (``hyperzsl-eval RUN --ood``): the ID test set
     (test_seen) against each set here; detectors default to all of them."""
-    sets: list[OODSetConfig] = field(default_factory=list)
-    detectors: Optional[list[Union[str, DetectorEntry]]] = None   # names or {name, options}
-    tpr: float = 0.95
+    sets: list[OODSetConfig] = doc(text="dataset-vs-dataset OOD sets (protocol b)", factory=list)
+    detectors: Optional[list[Union[str, DetectorEntry]]] = doc(
+        None, "detectors by name or as {name, options, label} (null: every registered one)",
+        choices=DETECTORS)
+    tpr: float = doc(0.95, "ID rate of the thresholds and of FPR@TPR")
 
 
 @dataclass
 class Recipe:
-    name: str = "run"
-    mode: Literal["faithful", "clean"] = "faithful"
-    seed: int = 0
-    device: str = "auto"
-    threads: Optional[int] = None
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    ood: OODConfig = field(default_factory=OODConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-    recipe_dir: Optional[str] = None  # where the YAML came from, for relative paths
+    """A whole recipe: one run, from data to numbers."""
+    name: str = doc("run", "the run's name (run folders default to runs/NAME-seedS-TIME)")
+    mode: Literal["faithful", "clean"] = doc(
+        "faithful", "fills every switch left null: faithful = the official code, clean = the "
+                    "posterior the KL and alignment regularise")
+    seed: int = doc(0, "seeds every random draw of the run")
+    device: str = doc("auto", "auto, cpu, cuda or cuda:N")
+    threads: Optional[int] = doc(None, "CPU intra-op threads (null: 1 unless OMP_NUM_THREADS is "
+                                       "set; fastest for batch-50 steps)")
+    data: DataConfig = doc(text="the data", factory=DataConfig)
+    model: ModelConfig = doc(text="the model", factory=ModelConfig)
+    train: TrainConfig = doc(text="VAE training", factory=TrainConfig)
+    classifier: ClassifierConfig = doc(text="the classifier stage", factory=ClassifierConfig)
+    protocol: ProtocolConfig = doc(text="the evaluation protocol", factory=ProtocolConfig)
+    ood: OODConfig = doc(text="OOD detection (hyperzsl-eval --ood)", factory=OODConfig)
+    calibration: CalibrationConfig = doc(text="choosing the stage's knobs on validation",
+                                         factory=CalibrationConfig)
+    recipe_dir: Optional[str] = None  # where the YAML came from, for relative paths; not a key
 
 
 

@@ -8,7 +8,7 @@ ensemble averages the members' class probabilities (softmax of each member's sta
 scores, each member with its own chosen ``unseen_spread``); the stacking constant of the
 average is chosen by H on the validation split, from the members' validation VAEs, never
 on test. The gate is not searched for ensembles (no member's validation chose one on
-tinyimagenet-zsl-dev; README "Classifier stage and calibration").
+tinyimagenet-zsl-dev; docs/classifier-stage.md).
 """
 from __future__ import annotations
 

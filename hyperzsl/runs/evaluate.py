@@ -69,7 +69,7 @@ def ood_detectors(recipe, prep, names: list[str] | None = None) -> tuple[str, ..
         raise HyperzslError(
             f"--ood: nothing to evaluate: {prep.fs.source} has no unseen test classes "
             f"(protocol (a), seen vs unseen) and the recipe has no ood.sets (protocol (b), "
-            f"dataset vs dataset; README 'Out-of-distribution detection')")
+            f"dataset vs dataset; docs/ood.md)")
     if recipe.protocol.setting != "gzsl":
         raise HyperzslError(
             f"--ood needs protocol.setting gzsl (the gate and the classifier-based detectors "

@@ -1,4 +1,4 @@
-"""OOD evaluation of a trained run, two protocols (README "Out-of-distribution detection"):
+"""OOD evaluation of a trained run, two protocols (docs/ood.md):
 
 (a) seen vs unseen: in-distribution = test_seen codes, OOD = test_unseen codes; also the
     boundary gate for GZSL (gated vs ungated S/U/H);
